@@ -1,0 +1,146 @@
+"""`AdapterModel`: the PEFT tuner that inserts bottleneck adapters into a model."""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+
+from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, check_target_module_exists
+from peft.utils import AuxiliaryTrainingWrapper
+from torch import nn
+
+from .config import AdapterConfig
+from .heads import classification_head_names, model_id2label, restore_heads
+from .layer import _NO_MERGE_MESSAGE, AdapterLayer, AdapterWrapper
+from .targets import BLOCK_LAYOUTS, target_modules_for
+
+DEFAULT_LAYERS_PATTERN = ("layers", "layer", "blocks", "h")
+
+
+def _adapter_names_pre_forward_hook(module: nn.Module, args: tuple, kwargs: dict, adapter_names: list[str]):
+    kwargs["adapter_names"] = adapter_names
+    return args, kwargs
+
+
+def _block_index(key: str, layers_pattern: list[str] | str | None) -> int | None:
+    patterns = [layers_pattern] if isinstance(layers_pattern, str) else list(layers_pattern or DEFAULT_LAYERS_PATTERN)
+    for pattern in patterns:
+        match = re.match(rf"(?:^|.*?\.){pattern}\.(\d+)(?:\.|$)", key)
+        if match:
+            return int(match.group(1))
+    return None
+
+
+class AdapterModel(BaseTuner):
+    """
+    Inserts bottleneck adapters (Houlsby et al., 2019) into a transformer, as configured by [`AdapterConfig`].
+
+    Example:
+
+        ```py
+        >>> import hf_vit_adapter
+        >>> from hf_vit_adapter import AdapterConfig
+        >>> from peft import get_peft_model
+        >>> from transformers import AutoModelForImageClassification
+
+        >>> base = AutoModelForImageClassification.from_pretrained("google/vit-base-patch16-224-in21k", num_labels=10)
+        >>> model = get_peft_model(base, AdapterConfig(bottleneck_size=64, placement="houlsby"))
+        ```
+    """
+
+    prefix: str = "bottleneck_"
+    tuner_layer_cls = AdapterLayer
+    target_module_mapping = {model_type: None for model_type in BLOCK_LAYOUTS}  # resolved per placement below
+
+    def _prepare_adapter_config(self, peft_config: AdapterConfig, model_config: dict) -> AdapterConfig:
+        if peft_config.target_modules is None:
+            peft_config.target_modules = target_modules_for(model_config.get("model_type"), peft_config.placement)
+        return peft_config
+
+    def _prepare_model(self, peft_config: AdapterConfig, model: nn.Module) -> None:
+        """Train and save the classification head with the adapter, and restore its classes when loading."""
+        heads = classification_head_names(model)
+        if peft_config.modules_to_save is None and heads:
+            peft_config.modules_to_save = list(heads)
+        saved_heads = [name for name in heads if name in (peft_config.modules_to_save or [])]
+        if not saved_heads:
+            return
+        if peft_config.id2label is None:
+            peft_config.id2label = model_id2label(model)
+        else:
+            adapter_name = next((n for n, c in self.peft_config.items() if c is peft_config), "default")
+            restore_heads(model, saved_heads, peft_config.id2label, adapter_name)
+
+    @staticmethod
+    def _check_target_module_exists(peft_config: AdapterConfig, key: str) -> Any:
+        found = check_target_module_exists(peft_config, key)
+        layers = peft_config.layers_to_transform
+        if not found or layers is None or not isinstance(peft_config.target_modules, str):
+            return found  # PEFT applies layers_to_transform itself for lists of names
+        index = _block_index(key, peft_config.layers_pattern)
+        return index is not None and index in ([layers] if isinstance(layers, int) else layers)
+
+    def _create_and_replace(
+        self,
+        peft_config: AdapterConfig,
+        adapter_name: str,
+        target: nn.Module,
+        target_name: str,
+        parent: nn.Module,
+        current_key: str,
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(target, AdapterLayer):
+            target.update_layer(adapter_name, peft_config)
+            return
+        new_module = AdapterWrapper(target, adapter_name, peft_config)
+        if adapter_name not in self.active_adapters:
+            new_module.requires_grad_(False)  # an added adapter is not trainable until it is set active
+        self._replace_module(parent, target_name, new_module, target)
+
+    def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
+        for name, parameter in model.named_parameters():
+            if self.prefix not in name:
+                parameter.requires_grad = False
+
+    def _check_merge_allowed(self) -> None:
+        raise ValueError(_NO_MERGE_MESSAGE)
+
+    def _unload_and_optionally_merge(self, merge: bool = True, **kwargs: Any) -> nn.Module:
+        if merge:
+            self._check_merge_allowed()
+        # One pass unwraps the outermost adapter layers; a block wrapped by "pfeiffer" can hold layers wrapped by
+        # another adapter's placement, so repeat until none is left.
+        while any(isinstance(module, BaseTunerLayer) for module in self.model.modules()):
+            super()._unload_and_optionally_merge(merge=False, **kwargs)
+        return self.model
+
+    @contextmanager
+    def _enable_peft_forward_hooks(self, *args: Any, **kwargs: Any):
+        """Route `adapter_names=[...]` to every adapter layer and saved head, for mixed-adapter batches."""
+        adapter_names = kwargs.pop("adapter_names", None)
+        if adapter_names is None:
+            yield
+            return
+        if self.training:
+            raise ValueError("Cannot pass `adapter_names` when the model is in training mode; call `model.eval()`.")
+        known = set(self.peft_config)
+        unknown = sorted({name for name in adapter_names if name != "__base__"} - known)
+        if unknown:
+            raise ValueError(
+                f"Trying to infer with non-existing adapter(s): {', '.join(unknown)}. "
+                f"Loaded adapters: {', '.join(sorted(known))}; use '__base__' for rows without an adapter."
+            )
+        hook = partial(_adapter_names_pre_forward_hook, adapter_names=list(adapter_names))
+        handles = [
+            module.register_forward_pre_hook(hook, with_kwargs=True)
+            for module in self.modules()
+            if isinstance(module, (AdapterLayer, AuxiliaryTrainingWrapper))
+        ]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
