@@ -8,7 +8,7 @@ from functools import partial
 from typing import Any
 
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, check_target_module_exists
-from peft.utils import AuxiliaryTrainingWrapper
+from peft.utils import AuxiliaryTrainingWrapper, _get_submodules
 from torch import nn
 
 from .config import AdapterConfig
@@ -100,6 +100,14 @@ class AdapterModel(BaseTuner):
             new_module.requires_grad_(False)  # an added adapter is not trainable until it is set active
         self._replace_module(parent, target_name, new_module, target)
 
+    def _replace_module(self, parent: nn.Module, child_name: str, new_module: nn.Module, child: nn.Module) -> None:
+        if isinstance(new_module, BaseTunerLayer):
+            super()._replace_module(parent, child_name, new_module, child)
+        else:
+            # Unloading: PEFT's version copies `.weight` across, which blocks and MLPs we wrap do not have; the
+            # wrapped module comes back as it was.
+            setattr(parent, child_name, new_module)
+
     def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
         for name, parameter in model.named_parameters():
             if self.prefix not in name:
@@ -111,6 +119,11 @@ class AdapterModel(BaseTuner):
     def _unload_and_optionally_merge(self, merge: bool = True, **kwargs: Any) -> nn.Module:
         if merge:
             self._check_merge_allowed()
+        # PEFT's unload keeps the active adapter's copy of a saved head; we give back the untouched base instead.
+        for key, module in list(self.model.named_modules()):
+            if isinstance(module, AuxiliaryTrainingWrapper):
+                parent, _, name = _get_submodules(self.model, key)
+                setattr(parent, name, module.original_module)
         # One pass unwraps the outermost adapter layers; a block wrapped by "pfeiffer" can hold layers wrapped by
         # another adapter's placement, so repeat until none is left.
         while any(isinstance(module, BaseTunerLayer) for module in self.model.modules()):
