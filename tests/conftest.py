@@ -1,0 +1,82 @@
+"""Shared fixtures. The Hub fixtures point huggingface_hub at `tests/hub_server.py`, a local stand-in for the Hub."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hub_server import HubServer, HubState
+
+
+@dataclass
+class Hub:
+    """A running stand-in Hub and the settings that point clients at it."""
+
+    url: str
+    token: str
+    state: HubState
+    home: Path
+
+    def env(self, home: Path | None = None) -> dict[str, str]:
+        """Environment for a fresh subprocess: this Hub, a fake token and its own empty HF_HOME (cache)."""
+        env = dict(os.environ)
+        env.update(
+            HF_ENDPOINT=self.url,
+            HF_HUB_DISABLE_XET="1",  # huggingface_hub >= 1.33 would upload through Xet, which this server lacks
+            HF_TOKEN=self.token,
+            HF_HOME=str(home or self.home),
+            HF_HUB_DISABLE_TELEMETRY="1",
+            HF_HUB_DISABLE_PROGRESS_BARS="1",
+            HF_DATASETS_DISABLE_PROGRESS_BARS="1",
+        )
+        for name in ("HF_HUB_CACHE", "HF_DATASETS_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE"):
+            env.pop(name, None)
+        return env
+
+
+@pytest.fixture(scope="session")
+def hub_server() -> Iterator[HubServer]:
+    """A stand-in for the Hugging Face Hub on 127.0.0.1, for the whole session (tests use unique repo ids)."""
+    server = HubServer(token=f"hf_fake{uuid.uuid4().hex}").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def hub(hub_server: HubServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    """Points this process's huggingface_hub at the stand-in Hub, with a fake token and a fresh cache.
+
+    huggingface_hub copies `HF_ENDPOINT` and friends into `huggingface_hub.constants` at import, so the constants are
+    patched as well as the environment. Code that keeps its own copy (transformers, datasets) should run in a
+    subprocess with `hub.env()`.
+    """
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    home = tmp_path_factory.mktemp("hf_home")
+    cache = home / "hub"
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in Hub(hub_server.url, hub_server.state.token, hub_server.state, home).env().items():
+            if os.environ.get(name) != value:
+                patch.setenv(name, value)
+        patch.setattr(constants, "ENDPOINT", hub_server.url)
+        patch.setattr(
+            constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub_server.url + "/{repo_id}/resolve/{revision}/{filename}"
+        )
+        patch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+        patch.setattr(constants, "HF_HOME", str(home))
+        patch.setattr(constants, "HF_HUB_CACHE", str(cache))
+        patch.setattr(constants, "HF_TOKEN_PATH", str(home / "token"))
+        patch.setattr(constants, "HF_STORED_TOKENS_PATH", str(home / "stored_tokens"))
+        patch.setattr(huggingface_hub.hf_api.api, "endpoint", hub_server.url)
+        yield Hub(hub_server.url, hub_server.state.token, hub_server.state, home)
+
+
+@pytest.fixture
+def repo_name() -> str:
+    """A repo name no other test uses, so tests can share the session's Hub."""
+    return f"repo-{uuid.uuid4().hex[:8]}"
