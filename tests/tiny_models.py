@@ -49,6 +49,19 @@ def family_models() -> dict[str, torch.nn.Module]:
         "ViTForImageClassification": T.ViTForImageClassification(vit_config(num_labels=3)),
         "ViTModel": T.ViTModel(vit_config()),
         "DeiTForImageClassification": T.DeiTForImageClassification(T.DeiTConfig(**TINY, num_labels=3)),
+        "DeiTForImageClassificationWithTeacher": T.DeiTForImageClassificationWithTeacher(
+            T.DeiTConfig(**TINY, num_labels=3)
+        ),
+        "Dinov2Model": T.Dinov2Model(
+            T.Dinov2Config(
+                hidden_size=32,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                mlp_ratio=1,
+                image_size=IMAGE_SIZE,
+                patch_size=4,
+            )
+        ),
         "Dinov2ForImageClassification": T.Dinov2ForImageClassification(
             T.Dinov2Config(
                 hidden_size=32,
