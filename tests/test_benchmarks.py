@@ -1,0 +1,131 @@
+"""The benchmark room: `speed.py --quick` end to end, and `reproduce_seed.py` without a GPU or the Hub.
+
+`--quick` runs a tiny ViT on the CPU, so only the structure and the arithmetic are checked here, not speed.
+The seed recipes and their `all_results.json` are fakes written into a temporary folder: they stand in for the
+examples and for finished training runs, which need a GPU and the Hub.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAD = 64 * 100 + 100  # the quick model's classification head: width 64, 100 classes
+LAYERS, WIDTH = 2, 64  # the quick model's depth and width
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    out = tmp_path_factory.mktemp("speed")
+    subprocess.run(
+        [sys.executable, "benchmarks/speed.py", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    return json.loads((out / "speed-quick.json").read_text()), out
+
+
+def _rows(results: dict, table: str) -> dict[str, dict]:
+    return {row["method"]: row for row in results["architectures"][0][table]}
+
+
+def test_quick_run_writes_json_markdown_and_png(quick_run: tuple[dict, Path]) -> None:
+    results, out = quick_run
+    assert (out / "speed-quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = (out / "speed-quick.md").read_text()
+    assert "| adapter houlsby b16 |" in markdown and "| LoRA r8 (q,v) |" in markdown
+    assert results["settings"]["quick"] is True and results["machine"]["description"]
+    assert [arch["key"] for arch in results["architectures"]] == ["tiny-vit"]
+
+
+def test_adapter_parameters_match_an_independent_count(quick_run: tuple[dict, Path]) -> None:
+    inference = _rows(quick_run[0], "inference")
+    for r in (8, 16, 64):
+        per_adapter = 2 * WIDTH * r + r + WIDTH  # down (d*r + r) and up (r*d + d)
+        assert inference[f"adapter houlsby b{r}"]["trainable_params"] - HEAD == 2 * LAYERS * per_adapter
+        for placement in ("ffn", "pfeiffer", "parallel"):
+            assert inference[f"adapter {placement} b{r}"]["trainable_params"] - HEAD == LAYERS * per_adapter
+    training = _rows(quick_run[0], "training")
+    assert training["LoRA r8 (q,v)"]["trainable_params"] - HEAD == LAYERS * 2 * (2 * WIDTH * 8)  # A and B on q, v
+    assert training["full fine-tuning"]["trainable_params"] == quick_run[0]["architectures"][0]["base_params"]
+
+
+def test_ratios_are_sane(quick_run: tuple[dict, Path]) -> None:
+    inference = _rows(quick_run[0], "inference")
+    assert inference["base"]["ratio"] == {"median": 1.0, "min": 1.0, "max": 1.0}
+    for name, row in inference.items():
+        assert row["latency_s"]["min"] <= row["latency_s"]["median"] <= row["latency_s"]["max"]
+        if name != "base":
+            assert row["flop_ratio"] > 1.0  # an adapter only adds work
+            assert row["ratio"]["median"] > 0
+    assert inference["adapter houlsby b64"]["flop_ratio"] > inference["adapter houlsby b8"]["flop_ratio"]
+    training = _rows(quick_run[0], "training")
+    full = training["full fine-tuning"]
+    assert full["flop_ratio_to_full"] == 1.0 and full["peak_ratio_to_full"] == 1.0
+    for name in ("adapter houlsby b8", "adapter houlsby b16", "LoRA r8 (q,v)"):
+        row = training[name]
+        # Frozen weights get no gradient matmuls: the backward is cheaper than full fine-tuning's.
+        assert row["backward_to_forward_flops"] < full["backward_to_forward_flops"]
+        assert row["flop_ratio_to_full"] < 1.0
+        assert 0 < row["peak_bytes"] < full["peak_bytes"]
+        assert row["step_s"]["median"] > 0
+
+
+def _load_reproduce_seed():
+    spec = importlib.util.spec_from_file_location("reproduce_seed", ROOT / "benchmarks" / "reproduce_seed.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def fake_recipes(tmp_path: Path) -> Path:
+    """Twelve recipe files like examples/<dataset>_<backbone>.json, writing into tmp_path."""
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    datasets = ("cifar100", "cub200", "nabirds", "flowers102", "stanford_cars", "stanford_dogs")
+    for dataset in datasets:
+        for backbone, model in (
+            ("vit_b16", "google/vit-base-patch16-224-in21k"),
+            ("clip_l14", "openai/clip-vit-large-patch14"),
+        ):
+            name = f"{dataset}_{backbone}"
+            recipe = {"model_name_or_path": model, "output_dir": str(tmp_path / "runs" / name), "num_train_epochs": 10}
+            (examples / f"{name}.json").write_text(json.dumps(recipe))
+    return examples
+
+
+def test_reproduce_seed_dry_run_lists_commands(fake_recipes: Path, capsys: pytest.CaptureFixture) -> None:
+    module = _load_reproduce_seed()
+    result = module.main(["--examples", str(fake_recipes), "--dry-run", "--launcher", "hf-vit-adapter-train"])
+    assert len(result["commands"]) == 12
+    assert result["commands"][0] == f"hf-vit-adapter-train {fake_recipes / 'cifar100_vit_b16.json'}"
+    assert result["estimated_s"] > 0 and "estimate" in capsys.readouterr().out
+    only = module.main(["--examples", str(fake_recipes), "--dry-run", "--only", "dogs", "flowers"])
+    assert len(only["commands"]) == 4
+    assert not (fake_recipes.parent / "runs").exists()  # a dry run runs nothing
+
+
+def test_reproduce_seed_table_puts_our_accuracy_beside_the_seed(fake_recipes: Path, tmp_path: Path) -> None:
+    module = _load_reproduce_seed()
+    for name, accuracy in (("cifar100_vit_b16", 0.9012), ("stanford_cars_clip_l14", 0.9411)):
+        run = tmp_path / "runs" / name
+        run.mkdir(parents=True)
+        (run / "all_results.json").write_text(json.dumps({"eval_accuracy": accuracy, "eval_loss": 0.4}))
+    out = tmp_path / "out"
+    module.main(["--examples", str(fake_recipes), "--collect-only", "--out", str(out)])
+    markdown = (out / "seed_reproduction.md").read_text()
+    assert "| CIFAR-100 | 91.88 | 90.12 | -1.76 | 91.76 | — | — |" in markdown
+    assert "| Stanford Cars | 80.98 | — | — | 93.11 | 94.11 | +1.00 |" in markdown
+    assert "| Average | 88.32 | — | — | 90.46 | — | — |" in markdown  # no average over 1 of 6 datasets
+    rows = json.loads((out / "seed_reproduction.json").read_text())
+    assert len(rows) == 12 and sum(row["our_accuracy"] is not None for row in rows) == 2
