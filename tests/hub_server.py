@@ -328,8 +328,9 @@ class _HubHandler(BaseHTTPRequestHandler):
         repo_id = f"{payload.get('organization') or USER}/{payload['name']}"
         url = f"{self.base_url}/{TYPE_PREFIXES[repo_type]}{repo_id}"
         with self.state.lock:
-            if self.state.repo(repo_id, repo_type) is not None:
-                raise _HubError(409, "You already created this repo", code="RepoAlreadyExists")
+            if self.state.repo(repo_id, repo_type) is not None:  # the Hub names the existing repo's url too
+                self._send_json({"error": "You already created this repo", "url": url}, status=409)
+                return
             self.state.create_repo(repo_type, repo_id, private=payload.get("visibility") == "private")
         self._send_json({"url": url, "name": repo_id, "id": uuid.uuid4().hex[:24]})
 
