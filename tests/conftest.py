@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +39,22 @@ class Hub:
         for name in ("HF_HUB_CACHE", "HF_DATASETS_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE"):
             env.pop(name, None)
         return env
+
+    def run_python(self, code: str, home: Path, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+        """Run `code` in a fresh interpreter on this Hub with HF_HOME `home`: transformers, peft and datasets read
+        the endpoint at import, so client code that goes through them runs this way."""
+        command = [sys.executable, "-c", textwrap.dedent(code), *args]
+        result = subprocess.run(command, env=self.env(home), capture_output=True, text=True, timeout=timeout)
+        assert result.returncode == 0, f"subprocess failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        return result
+
+    def files(self, repo_id: str, repo_type: str = "model") -> dict[str, bytes]:
+        """The files at the head of `repo_id`, by path."""
+        return {path: stored.content for path, stored in self.state.repo(repo_id, repo_type).head.files.items()}
+
+    def upload_commits(self, repo_id: str) -> list[str]:
+        """Titles of the commits to `repo_id` after the one the Hub makes when it creates the repo."""
+        return [commit.title for commit in self.state.repo(repo_id).commits[1:]]
 
 
 @pytest.fixture(scope="session")
@@ -80,3 +99,23 @@ def hub(hub_server: HubServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
 def repo_name() -> str:
     """A repo name no other test uses, so tests can share the session's Hub."""
     return f"repo-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def tiny_base_repo(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """A tiny ViT (2-class head) and its image processor pushed to the stand-in Hub; returns (repo id, local copy)."""
+    import torch
+    from huggingface_hub import HfApi
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    folder = tmp_path_factory.mktemp("tiny_base")
+    torch.manual_seed(0)
+    config = ViTConfig(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, image_size=32, patch_size=4
+    )
+    ViTForImageClassification(config).save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    repo_id = f"tester/tiny-vit-{uuid.uuid4().hex[:6]}"
+    HfApi().create_repo(repo_id)
+    HfApi().upload_folder(folder_path=folder, repo_id=repo_id, commit_message="tiny base model")
+    return repo_id, folder

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -26,37 +23,6 @@ ALLOWED = {"adapter_model.safetensors", "adapter_config.json", "preprocessor_con
 TINY_VIT = dict(
     hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, image_size=32, patch_size=4
 )
-
-
-def run_python(code: str, env: dict[str, str], *args: str, timeout: int = 180) -> subprocess.CompletedProcess:
-    """Run `code` in a fresh interpreter, so transformers and datasets read the stand-in Hub's env at import."""
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
-    assert result.returncode == 0, f"subprocess failed:\n{result.stdout}\n{result.stderr}"
-    return result
-
-
-def repo_files(hub: Hub, repo_id: str) -> dict[str, bytes]:
-    return {path: stored.content for path, stored in hub.state.repo(repo_id).head.files.items()}
-
-
-def upload_commits(hub: Hub, repo_id: str) -> list[str]:
-    """Titles of the commits after the one the Hub makes when it creates a repo."""
-    return [commit.title for commit in hub.state.repo(repo_id).commits[1:]]
-
-
-@pytest.fixture(scope="module")
-def base_repo(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
-    """A tiny ViT with a 2-class head and its image processor, pushed as `tester/tiny-vit-*`."""
-    folder = tmp_path_factory.mktemp("base")
-    torch.manual_seed(0)
-    T.ViTForImageClassification(T.ViTConfig(**TINY_VIT, num_labels=2)).save_pretrained(folder)
-    T.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
-    repo_id = f"tester/tiny-vit-{folder.name[-6:]}"
-    HfApi().create_repo(repo_id)
-    HfApi().upload_folder(folder_path=folder, repo_id=repo_id, commit_message="tiny base model")
-    return repo_id, folder
 
 
 PUSH = """
@@ -98,35 +64,35 @@ PUSH = """
 
 
 @pytest.fixture(scope="module")
-def pushed(hub: Hub, base_repo: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
+def pushed(hub: Hub, tiny_base_repo: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict:
     """An adapter trained in another process and pushed there with `hf_vit_adapter.sharing.push_to_hub`."""
-    base_id, base_dir = base_repo
+    base_id, base_dir = tiny_base_repo
     work = tmp_path_factory.mktemp("pushed")
     repo_id = f"tester/fruit-adapter-{work.name[-6:]}"
     reference = work / "reference.safetensors"
-    result = run_python(PUSH, hub.env(work / "hf_home"), str(base_dir), base_id, repo_id, str(reference))
+    result = hub.run_python(PUSH, work / "hf_home", str(base_dir), base_id, repo_id, str(reference))
     return {"repo_id": repo_id, "base": base_id, "reference": reference, "output": result.stdout + result.stderr}
 
 
 def test_push_to_hub_uploads_only_the_adapter_files_in_one_commit(hub: Hub, pushed: dict) -> None:
-    files = repo_files(hub, pushed["repo_id"])
+    files = hub.files(pushed["repo_id"])
     assert set(files) - {".gitattributes"} == ALLOWED
-    assert upload_commits(hub, pushed["repo_id"]) == ["Upload bottleneck adapter"]
+    assert hub.upload_commits(pushed["repo_id"]) == ["Upload bottleneck adapter"]
     assert (
         f"COMMIT_URL {hub.url}/{pushed['repo_id']}/commit/{hub.state.repo(pushed['repo_id']).head.oid}"
         in (pushed["output"])
     )
     assert hub.state.repo(pushed["repo_id"]).private is False
     # Adapter and head only: far smaller than the base weights.
-    base_weights = repo_files(hub, pushed["base"])["model.safetensors"]
+    base_weights = hub.files(pushed["base"])["model.safetensors"]
     assert len(files["adapter_model.safetensors"]) < len(base_weights) / 2
 
 
 def test_push_never_prints_or_writes_the_token(hub: Hub, pushed: dict) -> None:
     assert hub.token not in pushed["output"]
-    for path, content in repo_files(hub, pushed["repo_id"]).items():
+    for path, content in hub.files(pushed["repo_id"]).items():
         assert hub.token.encode() not in content, path
-    assert "hub_token" not in repo_files(hub, pushed["repo_id"])["README.md"].decode()
+    assert "hub_token" not in hub.files(pushed["repo_id"])["README.md"].decode()
 
 
 def test_pushed_card_is_the_projects_own(hub: Hub, pushed: dict) -> None:
@@ -171,7 +137,7 @@ LOAD = """
 
 def test_fresh_process_loads_the_repo_by_id(hub: Hub, pushed: dict, tmp_path: Path) -> None:
     empty_home = tmp_path / "empty_hf_home"
-    result = run_python(LOAD, hub.env(empty_home), pushed["repo_id"], pushed["base"], str(pushed["reference"]))
+    result = hub.run_python(LOAD, empty_home, pushed["repo_id"], pushed["base"], str(pushed["reference"]))
     loaded = json.loads(result.stdout.strip().splitlines()[-1])
     assert loaded["pipeline_labels"] == sorted(LABELS.values())
     assert loaded["peft_labels"] == {str(k): v for k, v in LABELS.items()}
@@ -211,13 +177,13 @@ def clutter(folder: Path, tmp_path: Path) -> Path:
 def test_push_adapter_to_hub_sends_only_allowed_files(hub: Hub, adapter_folder: Path, tmp_path: Path) -> None:
     repo_id = f"tester/{tmp_path.name[-20:]}"
     url = push_adapter_to_hub(clutter(adapter_folder, tmp_path), repo_id)
-    assert set(repo_files(hub, repo_id)) - {".gitattributes"} == {
+    assert set(hub.files(repo_id)) - {".gitattributes"} == {
         "adapter_model.safetensors",
         "adapter_config.json",
         "preprocessor_config.json",
         "README.md",
     }
-    assert upload_commits(hub, repo_id) == ["Upload bottleneck adapter"]
+    assert hub.upload_commits(repo_id) == ["Upload bottleneck adapter"]
     assert url == f"{hub.url}/{repo_id}/commit/{hub.state.repo(repo_id).head.oid}"
     assert hub.state.repo(repo_id).private is False
 
@@ -226,7 +192,7 @@ def test_push_adapter_to_hub_honours_private(hub: Hub, adapter_folder: Path, rep
     repo_id = f"tester/{repo_name}"
     push_adapter_to_hub(adapter_folder, repo_id, private=True, commit_message="Private adapter")
     assert hub.state.repo(repo_id).private is True
-    assert upload_commits(hub, repo_id) == ["Private adapter"]
+    assert hub.upload_commits(repo_id) == ["Private adapter"]
     with pytest.raises(RepositoryNotFoundError):
         HfApi(token=False).model_info(repo_id)
     assert HfApi().model_info(repo_id).private is True
@@ -239,7 +205,7 @@ def test_push_adapter_to_hub_refuses_private_push_to_public_repo(
     push_adapter_to_hub(adapter_folder, repo_id)
     with pytest.raises(ValueError, match="public"):
         push_adapter_to_hub(adapter_folder, repo_id, private=True)
-    assert len(upload_commits(hub, repo_id)) == 1
+    assert len(hub.upload_commits(repo_id)) == 1
 
 
 def test_push_adapter_to_hub_refuses_a_folder_without_adapter(hub: Hub, tmp_path: Path, repo_name: str) -> None:
