@@ -1,0 +1,61 @@
+"""Load the image dataset with `datasets.load_dataset` and pick its train and evaluation splits."""
+
+from __future__ import annotations
+
+import os
+
+from datasets import Dataset, DatasetDict, load_dataset
+
+from .arguments import DataTrainingArguments
+from .errors import InputError
+
+
+def load_image_dataset(data_args: DataTrainingArguments, cache_dir: str | None, token: str | None) -> DatasetDict:
+    """A Hub or local dataset (`--dataset_name`), or image folders (`--train_dir` / `--validation_dir`).
+
+    Any failure to load is bad input (unknown id, missing folder, no images), reported in one line.
+    """
+    if data_args.dataset_name is not None:
+        source = data_args.dataset_name
+        kwargs = {"path": data_args.dataset_name, "name": data_args.dataset_config_name, "token": token}
+    else:
+        folders = {"train": data_args.train_dir, "validation": data_args.validation_dir}
+        for split, folder in folders.items():
+            if folder is not None and not os.path.isdir(folder):
+                raise InputError(f"--{split if split == 'validation' else 'train'}_dir {folder} is not a folder.")
+        data_files = {split: os.path.join(folder, "**") for split, folder in folders.items() if folder is not None}
+        source = " and ".join(folder for folder in folders.values() if folder is not None)
+        kwargs = {"path": "imagefolder", "data_files": data_files}
+    try:
+        dataset = load_dataset(**kwargs, cache_dir=cache_dir)
+    except Exception as error:  # noqa: BLE001 - datasets raises many types; all mean "cannot use this input"
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise InputError(f"Cannot load dataset {source}: {message}") from None
+    if not isinstance(dataset, DatasetDict):
+        raise InputError(f"Dataset {source} did not load as named splits.")
+    return dataset
+
+
+def select_splits(
+    dataset: DatasetDict, data_args: DataTrainingArguments, seed: int
+) -> tuple[Dataset | None, Dataset | None]:
+    """The train split, and the evaluation split (carved from train with `--train_val_split` when missing)."""
+    train_name = data_args.train_split_name
+    if train_name not in dataset:
+        raise InputError(f"Dataset has no split {train_name!r}; its splits are {list(dataset)}.")
+    train = dataset[train_name]
+    eval_name = data_args.eval_split_name
+    if eval_name is not None and eval_name not in dataset:
+        raise InputError(f"Dataset has no split {eval_name!r}; its splits are {list(dataset)}.")
+    if eval_name is None and "validation" in dataset:
+        eval_name = "validation"
+    evaluation = dataset[eval_name] if eval_name is not None else None
+    if evaluation is None and data_args.train_val_split > 0 and len(train) > 1:
+        parts = train.train_test_split(test_size=data_args.train_val_split, seed=seed)
+        train, evaluation = parts["train"], parts["test"]
+    if data_args.max_train_samples is not None and len(train) > data_args.max_train_samples:
+        train = train.shuffle(seed=seed).select(range(data_args.max_train_samples))
+    if evaluation is not None and data_args.max_eval_samples is not None:
+        if len(evaluation) > data_args.max_eval_samples:
+            evaluation = evaluation.shuffle(seed=seed).select(range(data_args.max_eval_samples))
+    return train, evaluation
