@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,8 +154,9 @@ def parse_args(
 ) -> tuple[ModelArguments, DataTrainingArguments, AdapterArguments, TrainingArguments]:
     """Parse `args` (default: `sys.argv[1:]`); a single `.json` / `.yaml` path is read as a config file."""
     parser = make_parser()
+    args = sys.argv[1:] if args is None else list(args)
     try:
-        if args is not None and len(args) == 1 and args[0].endswith(CONFIG_SUFFIXES):
+        if len(args) == 1 and args[0].endswith(CONFIG_SUFFIXES):
             return tuple(parser.parse_dict({**cli_defaults(), **read_config_file(args[0])}))
         return tuple(parser.parse_args_into_dataclasses(args=args))
     except (InputError, ValueError, TypeError) as error:
