@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 import hf_vit_adapter  # noqa: F401 - registers the method
 from hf_vit_adapter import AdapterConfig
-from hf_vit_adapter.sharing import push_adapter_to_hub
+from hf_vit_adapter.sharing import push_adapter_to_hub, push_to_hub
 
 LABELS = {0: "apple", 1: "banana", 2: "cherry"}
 ALLOWED = {"adapter_model.safetensors", "adapter_config.json", "preprocessor_config.json", "README.md"}
@@ -233,3 +233,27 @@ def test_push_adapter_to_hub_refuses_a_file_holding_the_token(hub: Hub, adapter_
     with pytest.raises(ValueError, match="contains your Hub token"):
         push_adapter_to_hub(folder, "tester/leaky")
     assert hub.state.repo("tester/leaky") is None
+
+
+def test_push_to_hub_needs_a_hub_base_model_and_keeps_the_adapter_name(hub: Hub, repo_name: str) -> None:
+    torch.manual_seed(0)
+    base = T.ViTForImageClassification(T.ViTConfig(**TINY_VIT, num_labels=3, id2label=LABELS))
+    model = get_peft_model(base, AdapterConfig(bottleneck_size=4, placement="pfeiffer"), adapter_name="fruits")
+    with pytest.raises(ValueError, match="not a Hub repo id"):
+        push_to_hub(model, f"tester/{repo_name}")
+    push_to_hub(model, f"tester/{repo_name}", base_model="tester/tiny-vit", metrics={"eval_accuracy": 0.25})
+    files = hub.files(f"tester/{repo_name}")
+    assert set(files) - {".gitattributes"} == ALLOWED - {"preprocessor_config.json"}
+    assert json.loads(files["adapter_config.json"])["base_model_name_or_path"] == "tester/tiny-vit"
+    assert model.peft_config["fruits"].base_model_name_or_path is None  # the model itself is left as it was
+    assert "pfeiffer" in ModelCard.load(f"tester/{repo_name}").data.tags
+
+
+def test_push_adapter_to_hub_warns_about_a_card_that_is_not_ours(
+    hub: Hub, adapter_folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = clutter(adapter_folder, tmp_path)
+    (folder / "README.md").write_text("---\nlibrary_name: peft\n---\n# generic card\n")
+    with caplog.at_level("WARNING", logger="hf_vit_adapter"):
+        push_adapter_to_hub(folder, f"tester/{tmp_path.name[-20:]}")
+    assert "not written by write_model_card" in caplog.text

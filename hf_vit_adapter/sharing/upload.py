@@ -23,6 +23,8 @@ CONFIG_NAME = "adapter_config.json"
 REQUIRED_FILES = (WEIGHTS_NAME, CONFIG_NAME)
 # The image processor's config (and a processor's, for models that have one) and the model card.
 OPTIONAL_FILES = ("preprocessor_config.json", "processor_config.json", "README.md")
+# Every card rendered from model_cards/adapter_card.md carries this comment.
+CARD_MARKER = "Rendered by hf_vit_adapter.sharing.write_model_card"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 
 
@@ -47,6 +49,7 @@ def push_adapter_to_hub(
     folder = Path(folder)
     names = adapter_files(folder)
     _refuse_token_in_files(folder, names, token or get_token())
+    _warn_about_foreign_card(folder)
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     if private and not api.repo_info(repo_id).private:
@@ -101,6 +104,15 @@ def _check_only_adapter_tensors(weights: Path, modules_to_save: list[str]) -> No
             f"{modules_to_save} (e.g. {foreign[0]!r}): base model weights are never pushed. Save the adapter with "
             "`PeftModel.save_pretrained` instead."
         )
+
+
+def _warn_about_foreign_card(folder: Path) -> None:
+    """The repo's card should be the project's; PEFT's `save_pretrained` writes a generic one without results."""
+    readme = folder / "README.md"
+    if not readme.is_file():
+        logger.warning("%s has no README.md, so the repo gets no model card; write one with write_model_card.", folder)
+    elif CARD_MARKER not in readme.read_text(encoding="utf-8", errors="replace"):
+        logger.warning("%s/README.md was not written by write_model_card; pushing it as it is.", folder)
 
 
 def _refuse_token_in_files(folder: Path, names: list[str], token: str | None) -> None:
