@@ -116,12 +116,16 @@ def test_card_leaves_out_secrets_and_local_paths(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("HF_TOKEN", "hf_cardSecretValue")
     local_base = tmp_path / "private" / "my-vit"
     local_base.mkdir(parents=True)
-    hyperparameters = {**HYPERPARAMETERS, "hub_token": "hf_other", "push_args": "--token hf_cardSecretValue"}
-    card = card_for(tmp_path, base_model=str(local_base), hyperparameters=hyperparameters)
+    secrets = {**HYPERPARAMETERS, "hub_token": "hf_other", "push_args": "--token hf_cardSecretValue"}
+    local_data = tmp_path / "private" / "my-images"
+    local_data.mkdir()
+    card = card_for(tmp_path, base_model=str(local_base), dataset_name=str(local_data), hyperparameters=secrets)
     content = (tmp_path / "README.md").read_text()
     assert "hf_cardSecretValue" not in content and "hf_other" not in content and "hub_token" not in content
     assert str(tmp_path) not in content
     assert card.data.base_model is None and "`my-vit` (not on the Hub)" in card.text
+    assert card.data.datasets is None and "`my-images`, a dataset that is not on the Hub" in card.text
+    assert {result.dataset_type for result in card.data.eval_results} == {"imagefolder"}
 
 
 def test_card_many_labels_fold_away(tmp_path: Path) -> None:

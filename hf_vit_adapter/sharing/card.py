@@ -75,7 +75,9 @@ def write_model_card(
     output_dir = Path(output_dir)
     config = _active_adapter_config(model)
     model_name = model_name or (repo_id.split("/")[-1] if repo_id else output_dir.resolve().name)
-    hub_base_model = _hub_id_or_none(base_model)
+    hub_base_model = _hub_id_or_none(base_model, "base_model")
+    hub_dataset = _hub_id_or_none(dataset_name, "dataset_name") if dataset_name else None
+    dataset_label = hub_dataset or (Path(dataset_name).name if dataset_name else None)
     labels = {int(index): str(label) for index, label in id2label.items()}
     results = _results(metrics)
     counts = parameter_counts(model)
@@ -84,12 +86,12 @@ def write_model_card(
         library_name="peft",
         base_model=hub_base_model,
         pipeline_tag=TASK,
-        datasets=[dataset_name] if dataset_name else None,
+        datasets=[hub_dataset] if hub_dataset else None,
         metrics=["accuracy"] if _find_metric(metrics, "accuracy") is not None else None,
         tags=["adapter", "bottleneck-adapter", config.placement, "vision", TASK, "peft", "hf-vit-adapter"],
         license=license,
         model_name=model_name,
-        eval_results=_eval_results(metrics, dataset_name) or None,
+        eval_results=_eval_results(metrics, hub_dataset, dataset_label) or None,
     )
     description, formula = PLACEMENT_FORMULAS[config.placement]
     card = ModelCard.from_template(
@@ -99,7 +101,8 @@ def write_model_card(
         repo_id=repo_id or model_name,
         base_model=hub_base_model or Path(base_model).name,
         base_model_on_hub=hub_base_model is not None,
-        dataset_name=dataset_name,
+        dataset_name=dataset_label,
+        dataset_on_hub=hub_dataset is not None,
         placement=config.placement,
         placement_description=description,
         formula=formula,
@@ -162,11 +165,11 @@ def _active_adapter_config(model: nn.Module) -> AdapterConfig:
     return config
 
 
-def _hub_id_or_none(base_model: str) -> str | None:
-    """`base_model` when it is a Hub repo id; a local path must not reach the card (it is private and useless)."""
-    if _HUB_ID.match(base_model) and not Path(base_model).exists():
-        return base_model
-    logger.warning("base_model %r is not a Hub repo id; the card names it without linking it.", Path(base_model).name)
+def _hub_id_or_none(name: str, what: str = "base_model") -> str | None:
+    """`name` when it is a Hub repo id; a local path must not reach the card (it is private and useless)."""
+    if _HUB_ID.match(name) and not Path(name).exists():
+        return name
+    logger.warning("%s %r is not a Hub repo id; the card names it without linking it.", what, Path(name).name)
     return None
 
 
@@ -186,8 +189,8 @@ def _top5(metrics: dict) -> float | None:
     return None
 
 
-def _eval_results(metrics: dict, dataset_name: str | None) -> list[EvalResult]:
-    dataset = {"dataset_type": dataset_name or "imagefolder", "dataset_name": dataset_name or "local image folder"}
+def _eval_results(metrics: dict, hub_dataset: str | None, dataset_label: str | None) -> list[EvalResult]:
+    dataset = {"dataset_type": hub_dataset or "imagefolder", "dataset_name": dataset_label or "local image folder"}
     found = [
         ("accuracy", "Top-1 Accuracy", _find_metric(metrics, "accuracy")),
         ("top_5_accuracy", "Top-5 Accuracy", _top5(metrics)),
