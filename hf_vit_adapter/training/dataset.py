@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from datasets import Dataset, DatasetDict, load_dataset
+from PIL import Image as PILImage
 
 from .arguments import DataTrainingArguments
 from .errors import InputError
@@ -21,8 +23,11 @@ def load_image_dataset(data_args: DataTrainingArguments, cache_dir: str | None, 
     else:
         folders = {"train": data_args.train_dir, "validation": data_args.validation_dir}
         for split, folder in folders.items():
+            flag = f"--{'validation' if split == 'validation' else 'train'}_dir"
             if folder is not None and not os.path.isdir(folder):
-                raise InputError(f"--{split if split == 'validation' else 'train'}_dir {folder} is not a folder.")
+                raise InputError(f"{flag} {folder} is not a folder.")
+            if folder is not None and not _holds_images(folder):
+                raise InputError(f"{flag} {folder} holds no image files.")
         data_files = {split: os.path.join(folder, "**") for split, folder in folders.items() if folder is not None}
         source = " and ".join(folder for folder in folders.values() if folder is not None)
         kwargs = {"path": "imagefolder", "data_files": data_files}
@@ -34,6 +39,11 @@ def load_image_dataset(data_args: DataTrainingArguments, cache_dir: str | None, 
     if not isinstance(dataset, DatasetDict):
         raise InputError(f"Dataset {source} did not load as named splits.")
     return dataset
+
+
+def _holds_images(folder: str) -> bool:
+    extensions = {extension.lower() for extension in PILImage.registered_extensions()}
+    return any(path.suffix.lower() in extensions for path in Path(folder).rglob("*") if path.is_file())
 
 
 def select_splits(

@@ -1,0 +1,146 @@
+"""End to end through `hf_vit_adapter.train.main` on a tiny ViT and image folders made here: training, accuracy,
+what lands in the output and checkpoint folders, loading the result with `pipeline`, resuming, and precision flags."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from train_helpers import COLOURS, colour_image, make_image_folder, make_tiny_vit, quick_args, read_json
+
+import hf_vit_adapter  # noqa: F401 - registers the adapter method for pipeline / from_pretrained
+from hf_vit_adapter.train import main
+
+STEPS = 15  # 3 classes x 12 images = 36 train images, batch 8 -> 5 steps per epoch, 3 epochs
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matrices run faster on one thread, and much faster when other processes share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_cli")
+    make_tiny_vit(root / "backbone")
+    make_image_folder(root / "train", per_class=12)
+    make_image_folder(root / "validation", per_class=4, seed=1)
+    return root
+
+
+def folder_args(workspace, output_dir, **overrides) -> list[str]:
+    return quick_args(
+        workspace / "backbone",
+        output_dir,
+        train_dir=str(workspace / "train"),
+        validation_dir=str(workspace / "validation"),
+        learning_rate="0.01",
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(workspace):
+    """One full run that saves a checkpoint every 5 steps; several tests read what it left."""
+    output_dir = workspace / "out"
+    metrics = main(folder_args(workspace, output_dir, save_strategy="steps", save_steps="5"))
+    return output_dir, metrics
+
+
+def adapter_keys(folder) -> set[str]:
+    return set(load_file(folder / "adapter_model.safetensors"))
+
+
+def test_run_reports_accuracy_and_writes_adapter_processor_metrics_and_card(trained):
+    output_dir, metrics = trained
+    assert metrics["eval_accuracy"] >= 0.9  # one colour per class: easy even for a random tiny backbone
+    assert "eval_top5_accuracy" not in metrics  # only 3 classes
+    assert read_json(output_dir / "eval_results.json")["eval_accuracy"] == metrics["eval_accuracy"]
+    all_results = read_json(output_dir / "all_results.json")
+    assert all_results["eval_accuracy"] == metrics["eval_accuracy"] and "train_loss" in all_results
+    config = read_json(output_dir / "adapter_config.json")
+    assert config["peft_type"] == "BOTTLENECK" and config["bottleneck_size"] == 4
+    assert {int(k): v for k, v in config["id2label"].items()} == dict(enumerate(sorted(COLOURS)))
+    assert read_json(output_dir / "preprocessor_config.json")["image_processor_type"] == "ViTImageProcessor"
+    card = (output_dir / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: peft") and "Top-1 Accuracy" in card
+    front_matter = yaml.safe_load(card.split("---")[1])
+    card_metrics = front_matter["model-index"][0]["results"][0]["metrics"]
+    assert card_metrics[0]["type"] == "accuracy"
+    assert card_metrics[0]["value"] == pytest.approx(metrics["eval_accuracy"], abs=1e-6)
+    assert "| red |" in card
+
+
+def test_output_dir_holds_no_backbone_weights(trained):
+    output_dir, _ = trained
+    top_level = {path.name for path in output_dir.iterdir() if path.is_file()}
+    assert not top_level & {"model.safetensors", "pytorch_model.bin", "config.json"}
+    keys = adapter_keys(output_dir)
+    assert keys and all("bottleneck_" in key or "classifier" in key for key in keys)
+
+
+def test_checkpoints_hold_only_trainable_weights_and_optimizer_state(trained):
+    output_dir, _ = trained
+    checkpoints = sorted(output_dir.glob("checkpoint-*"), key=lambda path: int(path.name.split("-")[1]))
+    assert [path.name for path in checkpoints] == ["checkpoint-5", "checkpoint-10", "checkpoint-15"]
+    for checkpoint in checkpoints:
+        names = {path.name for path in checkpoint.iterdir()}
+        assert {"adapter_model.safetensors", "optimizer.pt", "scheduler.pt", "trainer_state.json"} <= names
+        assert not names & {"model.safetensors", "pytorch_model.bin", "config.json"}
+        keys = adapter_keys(checkpoint)
+        assert all("bottleneck_" in key or "classifier" in key for key in keys)
+        optimizer = torch.load(checkpoint / "optimizer.pt", weights_only=True)
+        # one Adam state per trainable tensor: the adapters and the head, nothing of the frozen backbone
+        assert len(optimizer["state"]) == len(keys)
+
+
+def test_pipeline_and_from_pretrained_load_the_output_dir(trained):
+    from transformers import AutoModelForImageClassification, pipeline
+
+    output_dir, _ = trained
+    classifier = pipeline("image-classification", model=str(output_dir), device="cpu")
+    for index, (name, colour) in enumerate(COLOURS.items()):
+        prediction = classifier(colour_image(colour, seed=999 + index), top_k=3)
+        assert {p["label"] for p in prediction} == set(COLOURS)
+        assert prediction[0]["label"] == name
+    model = AutoModelForImageClassification.from_pretrained(str(output_dir))
+    assert model.config.num_labels == 3 and model.config.id2label[0] == "blue"
+
+
+def test_resume_from_checkpoint_matches_the_uninterrupted_run(trained, workspace):
+    output_dir, _ = trained
+    resumed_dir = workspace / "resumed"
+    main(folder_args(workspace, resumed_dir, resume_from_checkpoint=str(output_dir / "checkpoint-10")))
+    state = read_json(resumed_dir / "trainer_state.json")
+    assert state["global_step"] == STEPS
+    # the resumed run logged only the steps after the checkpoint; earlier entries come from the checkpoint's state
+    assert [entry["step"] for entry in state["log_history"] if "loss" in entry][-5:] == [11, 12, 13, 14, 15]
+    uninterrupted, resumed = (
+        load_file(output_dir / "adapter_model.safetensors"),
+        load_file(resumed_dir / "adapter_model.safetensors"),
+    )
+    assert all(torch.allclose(uninterrupted[key], resumed[key], atol=1e-5) for key in uninterrupted)
+
+
+def test_resume_true_continues_from_the_newest_checkpoint(trained, workspace):
+    output_dir, _ = trained
+    continued = workspace / "continued"
+    shutil.copytree(output_dir / "checkpoint-15", continued / "checkpoint-15")
+    main(folder_args(workspace, continued, resume_from_checkpoint="true", num_train_epochs="4"))
+    assert read_json(continued / "trainer_state.json")["global_step"] == STEPS + 5
+
+
+def test_bf16_and_gradient_checkpointing_train_the_adapter(workspace):
+    output_dir = workspace / "bf16_gc"
+    metrics = main(folder_args(workspace, output_dir, bf16="true", gradient_checkpointing="true", max_steps="3"))
+    assert "eval_accuracy" in metrics
+    weights = load_file(output_dir / "adapter_model.safetensors")
+    up = [value for key, value in weights.items() if "bottleneck_up" in key and key.endswith("weight")]
+    assert up and all(value.abs().sum() > 0 for value in up)  # zero at init: gradients reached every adapter
