@@ -17,7 +17,16 @@ from hf_vit_adapter.sharing.card import PLACEMENT_FORMULAS, TEMPLATE_PATH
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 LABELS = {0: "apple", 1: "banana", 2: "cherry"}
-METRICS = {"eval_accuracy": 0.875, "eval_top5_accuracy": 0.99, "eval_loss": 0.41, "eval_runtime": 3.2, "epoch": 2.0}
+METRICS = {
+    "train_loss": 0.6,
+    "train_runtime": 9.1,
+    "total_flos": 123.0,
+    "epoch": 2.0,
+    "eval_accuracy": 0.875,
+    "eval_top5_accuracy": 0.99,
+    "eval_loss": 0.41,
+    "eval_runtime": 3.2,
+}
 TINY_VIT = dict(
     hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, image_size=32, patch_size=4
 )
@@ -79,8 +88,10 @@ def test_card_body(tmp_path: Path) -> None:
     # Training data, hyperparameters, results, labels.
     assert "[`tester/fruits`](https://huggingface.co/datasets/tester/fruits)" in text
     assert "| `learning_rate` | 0.001 |" in text and "| `per_device_train_batch_size` | 8 |" in text
-    assert "| top-1 accuracy | 0.8750 |" in text and "| top-5 accuracy | 0.9900 |" in text
-    assert "| loss | 0.4100 |" in text and "runtime" not in text
+    assert "| eval | top-1 accuracy | 0.8750 |" in text and "| eval | top-5 accuracy | 0.9900 |" in text
+    assert "| eval | loss | 0.4100 |" in text and "| train | loss | 0.6000 |" in text
+    assert "|  | epoch | 2.0000 |" in text
+    assert "runtime" not in text and "flos" not in text
     assert "| 0 | apple |" in text and "| 2 | cherry |" in text
     # How to use, limitations, citation.
     assert "import hf_vit_adapter" in text

@@ -48,6 +48,7 @@ PLACEMENT_FORMULAS: dict[str, tuple[str, str]] = {
 
 # Trainer adds these to every evaluation; they describe the machine, not the model.
 _MACHINE_METRICS = ("runtime", "samples_per_second", "steps_per_second")
+_SPLITS = ("eval", "test", "train")
 _METRIC_LABELS = {"accuracy": "top-1 accuracy", "top5_accuracy": "top-5 accuracy", "top_5_accuracy": "top-5 accuracy"}
 _SECRET_KEYS = re.compile(r"token|secret|password|api_key|credential", re.IGNORECASE)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -209,15 +210,18 @@ def _eval_results(metrics: dict, hub_dataset: str | None, dataset_label: str | N
     ]
 
 
-def _results(metrics: dict) -> list[tuple[str, str]]:
+def _results(metrics: dict) -> list[tuple[str, str, str]]:
+    """(split, metric, value) rows, evaluation first; Trainer's `eval_`/`test_`/`train_` prefixes become the split."""
     rows = []
     for key, value in metrics.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or key.endswith(_MACHINE_METRICS):
             continue
-        name = re.sub(r"^(eval|test)_", "", key)
+        split, _, name = key.partition("_") if key.startswith(_SPLITS) else ("", "", key)
+        if name == "flos" or key == "total_flos":
+            continue
         label = _METRIC_LABELS.get(name, name.replace("_", " "))
-        rows.append((label, f"{value:.4f}" if isinstance(value, float) else str(value)))
-    return rows
+        rows.append((split, label, f"{value:.4f}" if isinstance(value, float) else str(value)))
+    return sorted(rows, key=lambda row: _SPLITS.index(row[0]) if row[0] else len(_SPLITS))
 
 
 def _public(hyperparameters: dict) -> dict[str, Any]:
