@@ -1,0 +1,186 @@
+"""The training room's parts on their own: argument parsing and recipes, columns and labels, splits, RGB conversion,
+transforms against the image processor, the shipped accuracy metric, and CLIP checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import evaluate
+import numpy as np
+import pytest
+import torch
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Image
+from PIL import Image as PILImage
+from train_helpers import REPO_ROOT, colour_image
+from transformers import CLIPImageProcessor, ViTImageProcessor
+
+from hf_vit_adapter.metrics import metric_path
+from hf_vit_adapter.training.arguments import (
+    DataTrainingArguments,
+    cli_defaults,
+    make_parser,
+    parse_args,
+    read_config_file,
+)
+from hf_vit_adapter.training.columns import ensure_class_labels, find_columns
+from hf_vit_adapter.training.dataset import select_splits
+from hf_vit_adapter.training.errors import InputError
+from hf_vit_adapter.training.images import to_rgb
+from hf_vit_adapter.training.transforms import eval_preprocessing, image_geometry, pil_to_tensor, train_augmentation
+
+RECIPES = sorted((REPO_ROOT / "examples").glob("*.json"))
+HUB_DATASETS = {  # ../shared/REFERENCE.md
+    "cifar100": ("uoft-cs/cifar100", "img", "fine_label"),
+    "cub200": ("bentrevett/caltech-ucsd-birds-200-2011", "image", "label"),
+    "oxford-flowers102": ("dpdl-benchmark/oxford_flowers102", "image", "label"),
+    "stanford-cars": ("tanganke/stanford_cars", "image", "label"),
+    "stanford-dogs": ("amaye15/stanford-dogs", "image", "label"),
+}
+BACKBONES = {"vit-b16-in21k": "google/vit-base-patch16-224-in21k", "clip-vit-l14": "openai/clip-vit-large-patch14"}
+
+
+def parse_on_cpu(config_file: Path):
+    """Parse a GPU recipe (bf16) as the CLI does, adding only `use_cpu`, which this machine needs for bf16."""
+    return make_parser().parse_dict({**cli_defaults(), **read_config_file(str(config_file)), "use_cpu": True})
+
+
+def test_twelve_recipes_parse_with_the_cli_parser():
+    assert len(RECIPES) == 12
+    for recipe in RECIPES:
+        dataset, backbone = recipe.stem.split("_")
+        model_args, data_args, adapter_args, training_args = parse_on_cpu(recipe)
+        assert model_args.model_name_or_path == BACKBONES[backbone]
+        if dataset == "nabirds":
+            assert data_args.dataset_name is None and data_args.train_dir and data_args.validation_dir
+        else:
+            columns = (data_args.dataset_name, data_args.image_column_name, data_args.label_column_name)
+            assert columns == HUB_DATASETS[dataset]
+        assert adapter_args.to_adapter_config().bottleneck_size == 10
+        assert training_args.do_train and training_args.do_eval and training_args.bf16
+        assert training_args.output_dir.endswith(recipe.stem)
+
+
+def test_a_yaml_config_and_command_line_flags_give_the_same_arguments(tmp_path: Path):
+    recipe = json.loads(RECIPES[0].read_text())
+    yaml_file = tmp_path / "recipe.yaml"
+    yaml_file.write_text("".join(f"{key}: {json.dumps(value)}\n" for key, value in recipe.items()))
+    flags = [item for key, value in recipe.items() for item in (f"--{key}", *map(str, np.atleast_1d(value)))]
+    from_yaml, from_flags = parse_on_cpu(yaml_file), make_parser().parse_args_into_dataclasses([*flags, "--use_cpu"])
+    assert from_yaml[:3] == from_flags[:3]
+    assert from_yaml[3].learning_rate == from_flags[3].learning_rate and from_yaml[3].bf16 == from_flags[3].bf16
+
+
+def test_cli_defaults_train_evaluate_and_log_to_tensorboard():
+    _, _, _, training_args = parse_args(["--train_dir", "x", "--output_dir", "o"])
+    assert training_args.do_train and training_args.do_eval and not training_args.remove_unused_columns
+    assert training_args.report_to == ["tensorboard"]  # tensorboard is a test dependency
+
+
+def dataset_dict(**columns) -> DatasetDict:
+    return DatasetDict({"train": Dataset.from_dict(columns)})
+
+
+def test_columns_are_found_by_name_or_type_and_missing_ones_are_listed():
+    images = [colour_image((0, 0, 0), 0)] * 2
+    by_name = dataset_dict(img=images, fine_label=[0, 1], coarse_label=[0, 0])
+    assert find_columns(by_name, None, None) == ("img", "fine_label")
+    typed = DatasetDict(
+        {"train": Dataset.from_dict({"x": images, "y": [0, 1]}, Features({"x": Image(), "y": ClassLabel(2)}))}
+    )
+    assert find_columns(typed, None, None) == ("x", "y")
+    with pytest.raises(InputError, match=r"columns are \['img', 'fine_label', 'coarse_label'\]"):
+        find_columns(by_name, "pixels", None)
+
+
+def test_labels_become_class_labels():
+    strings, names = ensure_class_labels(dataset_dict(label=["b", "a", "b"]), "label")
+    assert names == ["a", "b"] and strings["train"]["label"] == [1, 0, 1]
+    ints, names = ensure_class_labels(dataset_dict(label=[2, 0, 1]), "label")
+    assert names == ["0", "1", "2"] and isinstance(ints["train"].features["label"], ClassLabel)
+    with pytest.raises(InputError, match="not categorical"):
+        ensure_class_labels(dataset_dict(label=[0.5, 1.0]), "label")
+    with pytest.raises(InputError, match="not categorical"):
+        ensure_class_labels(dataset_dict(label=[-1, 1]), "label")
+
+
+def test_validation_is_carved_from_train_and_samples_are_capped():
+    dataset = dataset_dict(label=list(range(100)))
+    train, evaluation = select_splits(dataset, DataTrainingArguments(dataset_name="d", train_val_split=0.2), 0)
+    assert (len(train), len(evaluation)) == (80, 20) and not set(train["label"]) & set(evaluation["label"])
+    capped = DataTrainingArguments(dataset_name="d", max_train_samples=7, max_eval_samples=3)
+    assert tuple(map(len, select_splits(dataset, capped, 0))) == (7, 3)
+    dataset["validation"] = Dataset.from_dict({"label": [1, 2]})
+    train, evaluation = select_splits(dataset, DataTrainingArguments(dataset_name="d"), 0)
+    assert (len(train), evaluation["label"]) == (100, [1, 2])
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "PA", "RGBA", "CMYK", "YCbCr", "I", "I;16", "F"])
+def test_any_image_mode_becomes_rgb(mode: str):
+    if mode in ("I", "I;16", "F"):
+        dtype = {"I": np.int32, "I;16": np.uint16, "F": np.float32}[mode]
+        image = PILImage.fromarray((np.arange(20).reshape(4, 5) * 1000).astype(dtype))
+        assert image.mode == mode
+    else:
+        image = PILImage.new("RGB", (5, 4), (200, 10, 30)).convert(mode)
+    rgb = to_rgb(image)
+    assert rgb.mode == "RGB" and rgb.size == (5, 4)
+    if mode in ("I", "I;16", "F"):  # scaled, not clipped: the darkest and brightest pixels span the range
+        assert rgb.getpixel((0, 0)) == (0, 0, 0) and rgb.getpixel((4, 3))[0] > 60
+
+
+def test_transparent_pixels_are_laid_on_white():
+    assert to_rgb(PILImage.new("RGBA", (2, 2), (10, 20, 30, 0))).getpixel((0, 0)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("processor", [ViTImageProcessor(), CLIPImageProcessor()], ids=["vit", "clip"])
+def test_eval_preprocessing_matches_the_image_processor(processor):
+    """Resize and center crop give what `pipeline` feeds the model at inference (up to resampling details)."""
+    y, x = np.mgrid[0:300, 0:400]
+    image = PILImage.fromarray(np.stack([x * 255 / 400, y * 255 / 300, (x + y) * 255 / 700], -1).astype(np.uint8))
+    geometry = image_geometry(processor)
+    ours = eval_preprocessing(geometry)(pil_to_tensor(image))
+    reference = processor(images=image, return_tensors="pt")["pixel_values"][0]
+    assert ours.shape == reference.shape == (3, 224, 224)
+    assert (ours - reference).abs().mean() < 0.01
+    augmented = train_augmentation(geometry)(pil_to_tensor(image.convert("L")))
+    assert augmented.shape == (3, 224, 224)
+
+
+def test_shipped_accuracy_metric_reports_top1_and_top5_offline():
+    metric = evaluate.load(metric_path("accuracy"), keep_in_memory=True)
+    scores = np.array(
+        [
+            [6, 0, 0, 0, 0, 0],  # reference 0 ranked first
+            [0, 6, 5, 4, 3, 2],  # reference 0 ranked last: wrong even for top-5
+            [0, 0, 6, 0, 5, 0],  # reference 4 ranked second
+            [0, 0, 0, 6, 0, 5],  # reference 5 ranked second
+        ],
+        dtype=np.float32,
+    )
+    result = metric.compute(predictions=scores, references=[0, 0, 4, 5], top_k=[5])
+    assert result == {"accuracy": 0.25, "top5_accuracy": 0.75}
+    assert metric.compute(predictions=scores[:, :4], references=[0, 0, 4, 5], top_k=[5]) == {"accuracy": 0.25}
+    assert metric.compute(predictions=[1, 0], references=[1, 1]) == {"accuracy": 0.5}
+
+
+def test_clip_checkpoints_become_clip_image_classifiers_with_adapters(tmp_path: Path):
+    from transformers import CLIPConfig, CLIPForImageClassification, CLIPModel
+
+    from hf_vit_adapter.training.arguments import AdapterArguments, ModelArguments
+    from hf_vit_adapter.training.modeling import add_adapter, load_backbone
+
+    text = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, vocab_size=99)
+    vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, image_size=32)
+    CLIPModel(CLIPConfig(text_config=text, vision_config={**vision, "patch_size": 8})).save_pretrained(tmp_path)
+    model = load_backbone(ModelArguments(model_name_or_path=str(tmp_path)), {0: "a", 1: "b", 2: "c"})
+    assert isinstance(model, CLIPForImageClassification) and model.classifier.out_features == 3
+    peft_model = add_adapter(model, AdapterArguments(bottleneck_size=4, placement="ffn"))
+    adapted = [
+        name
+        for name, module in peft_model.named_modules()
+        if name.endswith("mlp.fc2") and hasattr(module, "bottleneck_down")
+    ]
+    assert len(adapted) == 2
+    logits = peft_model(pixel_values=torch.rand(2, 3, 32, 32)).logits
+    assert logits.shape == (2, 3)
