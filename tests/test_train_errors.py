@@ -3,13 +3,24 @@ skipped with a warning that names the file."""
 
 from __future__ import annotations
 
+import json
 import logging
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
 import torch
 from datasets import ClassLabel, Dataset, Features, Image, Value
-from train_helpers import colour_image, make_image_folder, make_tiny_vit, quick_args, read_json, run_cli
+from train_helpers import (
+    colour_image,
+    make_image_folder,
+    make_tiny_vit,
+    offline_env,
+    quick_args,
+    read_json,
+    run_cli,
+)
 
 from hf_vit_adapter.train import main
 
@@ -62,6 +73,18 @@ def test_unknown_dataset_in_a_fresh_process(workspace):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "error: Cannot load dataset nobody/no-such-dataset" in result.stderr
+
+
+def test_console_script_reads_a_lone_config_file(workspace):
+    """`hf-vit-adapter-train recipe.json`, the way recipes run; here the config names a dataset that is not there."""
+    config = workspace / "recipe.json"
+    settings = {"dataset_name": str(workspace / "no_such_folder"), "output_dir": "o", "use_cpu": True}
+    config.write_text(json.dumps(settings))
+    script = shutil.which("hf-vit-adapter-train")
+    assert script, "pip install -e . installs the console script"
+    result = subprocess.run([script, str(config)], env=offline_env(workspace), capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"error: Cannot load dataset {workspace / 'no_such_folder'}" in result.stderr
 
 
 def test_missing_train_dir(capsys, workspace):
