@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
@@ -19,8 +20,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220)}
 
 
-def make_tiny_vit(folder: Path, image_size: int = 32, **config_kwargs) -> Path:
-    """Save a randomly initialised 2-layer ViT and its image processor, as a local stand-in for a Hub checkpoint."""
+def make_tiny_vit(folder: Path, image_size: int = 32, seed: int = 0, **config_kwargs) -> Path:
+    """Save a randomly initialised 2-layer ViT and its image processor, as a local stand-in for a Hub checkpoint.
+
+    The weights are seeded, so a test's result does not depend on which tests ran before it.
+    """
+    torch.manual_seed(seed)
     config = ViTConfig(
         hidden_size=32,
         num_hidden_layers=2,
