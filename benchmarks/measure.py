@@ -35,25 +35,37 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def interleaved_times(
-    runs: dict[str, Callable[[], None]], repeats: int, warmup: int, device: torch.device
-) -> dict[str, list[float]]:
-    """Seconds per call of each run, measured A B C A B C ... so that drift in the machine's load hits all alike.
+@dataclass
+class Timings:
+    """Seconds per call of each run: wall clock, and CPU time of this process (all its threads).
 
-    Round `i` of every run is taken back to back, which makes `times[x][i] / times[base][i]` a paired ratio.
+    On a CPU shared with other jobs, being descheduled inflates wall time but hardly CPU time, so the CPU-time
+    ratios are the steadier of the two there (OpenMP spin-waits count as CPU time, so they are not a pure count
+    of useful work either). On CUDA only the wall clock means anything.
+    """
+
+    wall: dict[str, list[float]]
+    cpu: dict[str, list[float]]
+
+
+def interleaved_times(runs: dict[str, Callable[[], None]], repeats: int, warmup: int, device: torch.device) -> Timings:
+    """Time each run `repeats` times, A B C A B C ..., so that drift in the machine's load hits all alike.
+
+    Round `i` of every run is taken back to back, which makes `wall[x][i] / wall[base][i]` a paired ratio.
     """
     for run in runs.values():
         for _ in range(warmup):
             run()
     synchronize(device)
-    times: dict[str, list[float]] = {name: [] for name in runs}
+    timings = Timings({name: [] for name in runs}, {name: [] for name in runs})
     for _ in range(repeats):
         for name, run in runs.items():
-            start = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             run()
             synchronize(device)
-            times[name].append(time.perf_counter() - start)
-    return times
+            timings.cpu[name].append(time.process_time() - cpu)
+            timings.wall[name].append(time.perf_counter() - wall)
+    return timings
 
 
 def paired_ratios(numerator: list[float], denominator: list[float]) -> Spread:

@@ -19,6 +19,10 @@ def _spread(spread: dict[str, float], scale: float = 1.0, digits: int = 3) -> st
     return f"{median:.{digits}f} ({low:.{digits}f}–{high:.{digits}f})"
 
 
+def _optional_spread(spread: dict[str, float] | None) -> str:
+    return "—" if spread is None else _spread(spread)
+
+
 def _params(row: dict[str, Any]) -> str:
     return f"{row['trainable_params']:,} | {row['trainable_pct']:.2f}"
 
@@ -50,29 +54,30 @@ def markdown(results: dict[str, Any]) -> str:
             "Inference (forward, `torch.inference_mode`):",
             "",
             "| method | trainable params | % of base | latency ms, median (min–max) | × base, median (min–max) "
-            "| FLOP bound × base |",
-            "|---|---:|---:|---:|---:|---:|",
+            "| × base, CPU time | FLOP bound × base |",
+            "|---|---:|---:|---:|---:|---:|---:|",
         ]
         for row in arch["inference"]:
             lines.append(
                 f"| {row['method']} | {_params(row)} | {_spread(row['latency_s'], 1000, 1)} | "
-                f"{_spread(row['ratio'])} | {row['flop_ratio']:.4f} |"
+                f"{_spread(row['ratio'])} | {_optional_spread(row.get('cpu_time_ratio'))} | {row['flop_ratio']:.4f} |"
             )
         lines += [
             "",
             "Training step (forward, cross-entropy, backward, AdamW step, zero_grad):",
             "",
             "| method | trainable params | % of base | step s, median (min–max) | × full FT | × LoRA r8 "
-            "| FLOP bound × full FT | FLOP bound × LoRA | backward/forward FLOPs | peak tensor memory MiB (× full FT) "
-            "| peak RSS growth MiB (× full FT) |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| × full FT, CPU time | × LoRA r8, CPU time | FLOP bound × full FT | FLOP bound × LoRA "
+            "| backward/forward FLOPs | peak tensor memory MiB (× full FT) | peak RSS growth MiB (× full FT) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in arch["training"]:
             rss = row.get("peak_rss_growth")
             rss_cell = "—" if rss is None else f"{rss / MIB:,.1f} ({row['rss_ratio_to_full']:.2f})"
             lines.append(
                 f"| {row['method']} | {_params(row)} | {_spread(row['step_s'])} | {_spread(row['ratio_to_full'])} | "
-                f"{_spread(row['ratio_to_lora'])} | {row['flop_ratio_to_full']:.3f} | "
+                f"{_spread(row['ratio_to_lora'])} | {_optional_spread(row.get('cpu_time_ratio_to_full'))} | "
+                f"{_optional_spread(row.get('cpu_time_ratio_to_lora'))} | {row['flop_ratio_to_full']:.3f} | "
                 f"{row['flop_ratio_to_lora']:.3f} | "
                 f"{row['backward_to_forward_flops']:.2f} | {row['peak_bytes'] / MIB:,.1f} "
                 f"({row['peak_ratio_to_full']:.2f}) | {rss_cell} |"
