@@ -185,7 +185,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             print(
                 f"{shlex.join(command)}    # {recipe.dataset}, {recipe.backbone}: ~{seconds / 60:.0f} min (estimate)"
             )
-        print(f"# {len(commands)} recipes, estimated {total / 3600:.1f} h on one GPU (assumed throughput, see --help)")
+        print(
+            f"# {len(commands)} recipes, estimated {total / 3600:.1f} h on one GPU "
+            "(assumed throughput, see benchmarks/README.md)"
+        )
         return {"commands": [shlex.join(command) for _, command in commands], "estimated_s": total}
 
     status: dict[str, Any] = {}

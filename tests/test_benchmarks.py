@@ -129,3 +129,13 @@ def test_reproduce_seed_table_puts_our_accuracy_beside_the_seed(fake_recipes: Pa
     assert "| Average | 88.32 | — | — | 90.46 | — | — |" in markdown  # no average over 1 of 6 datasets
     rows = json.loads((out / "seed_reproduction.json").read_text())
     assert len(rows) == 12 and sum(row["our_accuracy"] is not None for row in rows) == 2
+
+
+def test_reproduce_seed_recognises_the_twelve_example_recipes() -> None:
+    module = _load_reproduce_seed()
+    if not list((ROOT / "examples").glob("*.json")):
+        pytest.skip("examples/ has no recipes yet")
+    recipes = module.find_recipes(ROOT / "examples")
+    assert sorted((r.dataset, r.backbone) for r in recipes) == sorted(
+        (dataset, backbone) for dataset in module.SEED_ACCURACY for backbone in module.BACKBONES
+    )
