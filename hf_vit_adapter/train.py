@@ -20,6 +20,7 @@ from typing import Any
 import datasets
 import transformers
 from transformers import Trainer, TrainingArguments
+from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import get_last_checkpoint
 
 from .training.arguments import AdapterArguments, DataTrainingArguments, ModelArguments, parse_args
@@ -52,7 +53,7 @@ def train(
 ) -> dict[str, float]:
     """Run training and evaluation as configured; return the metrics also written to `all_results.json`."""
     setup_logging(training_args)
-    push_to_hub = hold_back_hub_push(training_args)
+    push_to_hub, hub_token = hold_back_hub_push(training_args)
     checkpoint = resolve_checkpoint(training_args)
 
     # Dataset, columns and labels. The main process goes first so the others reuse its cache files.
@@ -83,7 +84,7 @@ def train(
     if training_args.do_eval:
         eval_split.set_transform(batch_transform(eval_preprocessing(geometry), *columns), columns=columns)
 
-    trainer = Trainer(
+    trainer = AdapterTrainer(
         model=model,
         args=training_args,
         train_dataset=train_split if training_args.do_train else None,
@@ -108,7 +109,7 @@ def train(
         metrics.update(eval_metrics)
 
     if trainer.is_world_process_zero():
-        share(trainer, model_args, data_args, adapter_args, training_args, metrics, id2label, push_to_hub)
+        share(trainer, model_args, data_args, adapter_args, training_args, metrics, id2label, push_to_hub, hub_token)
     return metrics
 
 
@@ -131,13 +132,30 @@ def setup_logging(training_args: TrainingArguments) -> None:
     logger.info(f"Training/evaluation parameters {training_args}")
 
 
-def hold_back_hub_push(training_args: TrainingArguments) -> bool:
-    """Turn off `Trainer`'s own push (it would upload its card and checkpoints); we push the adapter at the end."""
-    push_to_hub = training_args.push_to_hub
+class AdapterTrainer(Trainer):
+    """`Trainer` that leaves no pickle behind: its arguments go to `training_args.json`, not `training_args.bin`."""
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        super()._save(output_dir, state_dict)
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        pickled = Path(output_dir) / TRAINING_ARGS_NAME
+        if self.args.should_save and pickled.exists():
+            pickled.unlink()
+            # `to_json_string` masks every `*_token` value.
+            (Path(output_dir) / "training_args.json").write_text(self.args.to_json_string())
+
+
+def hold_back_hub_push(training_args: TrainingArguments) -> tuple[bool, str | None]:
+    """Turn off `Trainer`'s own push (it would upload its card and checkpoints); we push the adapter at the end.
+
+    The token is taken out of the arguments too, so nothing that `Trainer` saves or logs can hold it.
+    """
+    push_to_hub, hub_token = training_args.push_to_hub, training_args.hub_token
     training_args.push_to_hub = False
+    training_args.hub_token = None
     if push_to_hub and not training_args.hub_model_id:
         training_args.hub_model_id = Path(training_args.output_dir).resolve().name
-    return push_to_hub
+    return push_to_hub, hub_token
 
 
 def resolve_checkpoint(training_args: TrainingArguments) -> str | None:
@@ -182,6 +200,7 @@ def share(
     metrics: dict[str, float],
     id2label: dict[int, str],
     push_to_hub: bool,
+    hub_token: str | None,
 ) -> None:
     """Write the model card next to the adapter and, when asked, push the folder to the Hub (main process only)."""
     from .sharing import push_adapter_to_hub, write_model_card
@@ -203,7 +222,7 @@ def share(
             output_dir,
             training_args.hub_model_id,
             private=training_args.hub_private_repo,
-            token=training_args.hub_token,
+            token=hub_token,
         )
         logger.info(f"Pushed the adapter to {url}")
 

@@ -128,11 +128,6 @@ def test_cli_pushed_repo_runs_in_a_fresh_process(hub: Hub, cli_run: dict, tmp_pa
     assert json.loads(result.stdout.strip().splitlines()[-1]) == sorted(COLOURS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Trainer.save_model pickles TrainingArguments, hub_token included, into output_dir/training_args.bin; "
-    "the training CLI has to keep --hub_token out of the arguments Trainer saves (reported to the CLI's owner).",
-)
 def test_cli_hub_token_flag_is_written_nowhere(
     hub: Hub, tiny_base_repo: tuple[str, Path], dataset_repo: str, tmp_path: Path
 ) -> None:

@@ -3,6 +3,7 @@ what lands in the output and checkpoint folders, loading the result with `pipeli
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -82,6 +83,9 @@ def test_output_dir_holds_no_backbone_weights(trained):
     output_dir, _ = trained
     top_level = {path.name for path in output_dir.iterdir() if path.is_file()}
     assert not top_level & {"model.safetensors", "pytorch_model.bin", "config.json"}
+    # Trainer's arguments as JSON with tokens masked, never pickled (`training_args.bin`).
+    assert not [path for path in output_dir.rglob("training_args.bin")]
+    assert json.loads((output_dir / "training_args.json").read_text())["output_dir"] == str(output_dir)
     keys = adapter_keys(output_dir)
     assert keys and all("bottleneck_" in key or "classifier" in key for key in keys)
 
