@@ -38,10 +38,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"device {settings['device']}, dtype {settings['dtype']}; {settings['date']}",
         "",
         "Ratios are medians of per-round ratios (each round times every variant back to back, A B C A B C ...), with "
-        "min–max in brackets. The FLOP bound is the ratio of matmul/conv/attention FLOPs counted by "
-        "`torch.utils.flop_counter.FlopCounterMode`: forward only for inference, forward + backward as autograd runs "
-        "it for training (the optimizer step is not counted). Trainable parameters include the classification head "
-        f"({results['num_labels']} classes); % is of the untuned model's parameters.",
+        "min–max in brackets. FLOP ratios count matmul/conv/attention FLOPs with "
+        "`torch.utils.flop_counter.FlopCounterMode`. For inference (one forward) that ratio is the arithmetic lower "
+        "bound of the latency ratio. For training it counts forward + backward as autograd runs it but not the "
+        "optimizer step, which is element-wise and proportional to the trainable parameters, so full fine-tuning's "
+        "AdamW step over every weight can put a measured ratio below it. Trainable parameters include the "
+        f"classification head ({results['num_labels']} classes); % is of the untuned model's parameters.",
     ]
     for arch in results["architectures"]:
         lines += [
@@ -67,7 +69,7 @@ def markdown(results: dict[str, Any]) -> str:
             "Training step (forward, cross-entropy, backward, AdamW step, zero_grad):",
             "",
             "| method | trainable params | % of base | step s, median (min–max) | × full FT | × LoRA r8 "
-            "| × full FT, CPU time | × LoRA r8, CPU time | FLOP bound × full FT | FLOP bound × LoRA "
+            "| × full FT, CPU time | × LoRA r8, CPU time | FLOP ratio × full FT | FLOP ratio × LoRA "
             "| backward/forward FLOPs | peak tensor memory MiB (× full FT) | peak RSS growth MiB (× full FT) |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
@@ -112,11 +114,11 @@ def chart(results: dict[str, Any], path: Path) -> None:
         left.scatter(
             positions,
             [row["flop_ratio"] for row in rows],
-            color="black",
-            marker="_",
-            s=200,
+            color="crimson",
+            marker="D",
+            s=18,
             zorder=3,
-            label="FLOP bound",
+            label="FLOP ratio",
         )
         left.axhline(1.0, color="grey", linewidth=0.8)
         left.set_xticks(
@@ -157,11 +159,11 @@ def chart(results: dict[str, Any], path: Path) -> None:
         right.scatter(
             [p - width / 2 for p in positions],
             [row["flop_ratio_to_full"] for row in rows],
-            color="black",
-            marker="_",
-            s=200,
+            color="crimson",
+            marker="D",
+            s=18,
             zorder=3,
-            label="FLOP bound",
+            label="FLOP ratio",
         )
         right.set_xticks(list(positions), [row["method"] for row in rows], rotation=30, ha="right", fontsize=8)
         right.set_ylabel("× full fine-tuning")
@@ -173,6 +175,14 @@ def chart(results: dict[str, Any], path: Path) -> None:
     plt.close(figure)
 
 
+def main() -> None:
+    """Re-render the markdown and chart of a saved run: `python benchmarks/report.py benchmarks/results/x.json`."""
+    import sys
+
+    path = Path(sys.argv[1])
+    write(json.loads(path.read_text()), path.parent, path.stem)
+
+
 def write(results: dict[str, Any], out_dir: Path, stem: str) -> dict[str, Path]:
     """Write `<stem>.json`, `<stem>.md` and `<stem>.png` into `out_dir`; return their paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -181,3 +191,7 @@ def write(results: dict[str, Any], out_dir: Path, stem: str) -> dict[str, Path]:
     paths["md"].write_text(markdown(results))
     chart(results, paths["png"])
     return paths
+
+
+if __name__ == "__main__":
+    main()
