@@ -287,9 +287,9 @@ def check_targets(architectures: list[dict[str, Any]]) -> list[dict[str, Any]]:
         note = f"; FLOP bound {inference['flop_ratio']:.4f}" + cpu_note(inference["cpu_time_ratio"])
         add("adapter inference (houlsby b16) × base", 1.03, inference["ratio"], note)
     if training:
-        note = f"; FLOP bound {training['flop_ratio_to_full']:.3f}" + cpu_note(training["cpu_time_ratio_to_full"])
+        note = f"; FLOP ratio {training['flop_ratio_to_full']:.3f}" + cpu_note(training["cpu_time_ratio_to_full"])
         add("adapter training step (houlsby b16) × full FT", 0.70, training["ratio_to_full"], note)
-        note = f"; FLOP bound {training['flop_ratio_to_lora']:.3f}" + cpu_note(training["cpu_time_ratio_to_lora"])
+        note = f"; FLOP ratio {training['flop_ratio_to_lora']:.3f}" + cpu_note(training["cpu_time_ratio_to_lora"])
         add(f"adapter training step (houlsby b16) × LoRA r{LORA_RANK}", 1.0, training["ratio_to_lora"], note)
         ratio = training["peak_ratio_to_full"]
         add("adapter training peak memory (houlsby b16) × full FT", 0.6, {"median": ratio, "min": ratio, "max": ratio})
