@@ -10,21 +10,20 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from train_helpers import COLOURS, colour_image, make_image_folder, make_tiny_vit, quick_args, read_json
+from train_helpers import (
+    COLOURS,
+    colour_image,
+    make_image_folder,
+    make_tiny_vit,
+    one_thread,  # noqa: F401 - an autouse fixture
+    quick_args,
+    read_json,
+)
 
 import hf_vit_adapter  # noqa: F401 - registers the adapter method for pipeline / from_pretrained
 from hf_vit_adapter.train import main
 
 STEPS = 15  # 3 classes x 12 images = 36 train images, batch 8 -> 5 steps per epoch, 3 epochs
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices run faster on one thread, and much faster when other processes share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

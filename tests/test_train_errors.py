@@ -10,27 +10,19 @@ import subprocess
 
 import numpy as np
 import pytest
-import torch
 from datasets import ClassLabel, Dataset, Features, Image, Value
 from train_helpers import (
     colour_image,
     make_image_folder,
     make_tiny_vit,
     offline_env,
+    one_thread,  # noqa: F401 - an autouse fixture
     quick_args,
     read_json,
     run_cli,
 )
 
 from hf_vit_adapter.train import main
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
