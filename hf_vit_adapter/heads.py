@@ -1,4 +1,9 @@
-"""Labels travel with the adapter: find the classification head, and rebuild it for the saved classes on load."""
+"""Labels travel with the adapter: find the classification head, and size it for each adapter's saved classes.
+
+A base checkpoint (e.g. `google/vit-base-patch16-224-in21k`) has no head or one of another size, so the saved head
+weights only fit after the head is rebuilt with `len(id2label)` outputs. Once PEFT wraps the head, every adapter has
+its own copy, which may have its own number of classes; the model config then carries the active adapter's names.
+"""
 
 from __future__ import annotations
 
@@ -24,34 +29,54 @@ def model_id2label(model: nn.Module) -> dict[int, str] | None:
     return {int(key): value for key, value in id2label.items()} if id2label else None
 
 
-def restore_heads(model: nn.Module, head_names: list[str], id2label: dict[int, str], adapter_name: str) -> None:
-    """Give each head `len(id2label)` outputs and put the class names into `model.config`.
-
-    A base checkpoint (e.g. `google/vit-base-patch16-224-in21k`) has no head or one of another size; the saved head
-    weights then only fit after this. The new head's weights are overwritten by the adapter's saved head.
-    """
-    num_labels = len(id2label)
-    for name in head_names:
-        head = getattr(model, name)
-        if isinstance(head, ModulesToSaveWrapper):
-            current = head.original_module.out_features
-            if current != num_labels:
-                raise ValueError(
-                    f"Adapter {adapter_name!r} was trained with {num_labels} classes, but the head `{name}` of this "
-                    f"model, already shared with other adapters, has {current}. Load this adapter onto its own base "
-                    "model."
-                )
-            continue
-        if head.out_features != num_labels:
-            new_head = nn.Linear(
-                head.in_features,
-                num_labels,
-                bias=head.bias is not None,
-                device=head.weight.device,
-                dtype=head.weight.dtype,
-            )
-            setattr(model, name, new_head)
+def set_labels(model: nn.Module, id2label: dict[int, str]) -> None:
+    """Put the class names into the model config, where `pipeline` and users read them."""
     config = getattr(model, "config", None)
     if config is not None:
         config.id2label = dict(id2label)
         config.label2id = {label: index for index, label in id2label.items()}
+
+
+def _resized(head: nn.Linear, num_labels: int) -> nn.Linear:
+    """A new head like `head` with `num_labels` outputs; its weights come from the adapter's saved head."""
+    new_head = nn.Linear(
+        head.in_features, num_labels, bias=head.bias is not None, device=head.weight.device, dtype=head.weight.dtype
+    )
+    new_head.requires_grad_(head.weight.requires_grad)
+    return new_head
+
+
+def resize_unshared_heads(model: nn.Module, head_names: list[str], num_labels: int) -> None:
+    """Rebuild heads that no adapter wraps yet with `num_labels` outputs (the first adapter on a base model)."""
+    for name in head_names:
+        head = getattr(model, name)
+        if isinstance(head, nn.Linear) and head.out_features != num_labels:
+            setattr(model, name, _resized(head, num_labels))
+
+
+def resize_adapter_head_copies(model: nn.Module, head_names: list[str], adapter_name: str, num_labels: int) -> None:
+    """Give `adapter_name`'s copy of each wrapped head `num_labels` outputs.
+
+    PEFT makes that copy from the head as the first adapter left it, so an adapter with another number of classes
+    needs its own size.
+    """
+    for name in head_names:
+        wrapper = getattr(model, name, None)
+        if not isinstance(wrapper, ModulesToSaveWrapper) or adapter_name not in wrapper.modules_to_save:
+            continue
+        copy = wrapper.modules_to_save[adapter_name]
+        if isinstance(copy, nn.Linear) and copy.out_features != num_labels:
+            wrapper.modules_to_save[adapter_name] = _resized(copy, num_labels)
+
+
+def head_widths(model: nn.Module, adapter_names: set[str]) -> dict[str, int]:
+    """How many classes each of `adapter_names` predicts (`"__base__"`: the base head), for mixed batches."""
+    for wrapper in model.modules():
+        if isinstance(wrapper, ModulesToSaveWrapper) and isinstance(wrapper.original_module, nn.Linear):
+            heads = wrapper.modules_to_save
+            # An adapter without its own copy of the head uses the base head.
+            return {
+                name: (heads[name] if name in heads else wrapper.original_module).out_features
+                for name in adapter_names
+            }
+    return {}

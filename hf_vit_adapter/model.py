@@ -8,11 +8,18 @@ from functools import partial
 from typing import Any
 
 from peft.tuners.tuners_utils import BaseTuner, BaseTunerLayer, check_target_module_exists
-from peft.utils import AuxiliaryTrainingWrapper, _get_submodules
+from peft.utils import AuxiliaryTrainingWrapper, ModulesToSaveWrapper, _get_submodules
 from torch import nn
 
 from .config import AdapterConfig
-from .heads import classification_head_names, model_id2label, restore_heads
+from .heads import (
+    classification_head_names,
+    head_widths,
+    model_id2label,
+    resize_adapter_head_copies,
+    resize_unshared_heads,
+    set_labels,
+)
 from .layer import _NO_MERGE_MESSAGE, AdapterLayer, AdapterWrapper
 from .targets import BLOCK_LAYOUTS, target_modules_for
 
@@ -69,9 +76,32 @@ class AdapterModel(BaseTuner):
             return
         if peft_config.id2label is None:
             peft_config.id2label = model_id2label(model)
-        else:
-            adapter_name = next((n for n, c in self.peft_config.items() if c is peft_config), "default")
-            restore_heads(model, saved_heads, peft_config.id2label, adapter_name)
+        elif not any(isinstance(getattr(model, name), ModulesToSaveWrapper) for name in saved_heads):
+            # The first adapter on this base: its head replaces the base's. Later adapters get their own copy of
+            # the right size in `inject_adapter`.
+            resize_unshared_heads(model, saved_heads, len(peft_config.id2label))
+            set_labels(model, peft_config.id2label)
+
+    def inject_adapter(self, model: nn.Module, adapter_name: str, **kwargs: Any) -> None:
+        super().inject_adapter(model, adapter_name, **kwargs)
+        config = self.peft_config[adapter_name]
+        if config.id2label and config.modules_to_save:
+            resize_adapter_head_copies(model, list(config.modules_to_save), adapter_name, len(config.id2label))
+
+    def set_adapter(self, adapter_name: str | list[str], inference_mode: bool = False) -> None:
+        """Activate an adapter; the model config then names its classes, so `pipeline` answers with them."""
+        super().set_adapter(adapter_name, inference_mode=inference_mode)
+        self._show_active_labels()
+
+    def delete_adapter(self, adapter_name: str) -> None:
+        super().delete_adapter(adapter_name)
+        self._show_active_labels()
+
+    def _show_active_labels(self) -> None:
+        active = [name for name in self.active_adapters if name in self.peft_config]
+        id2label = getattr(self.peft_config[active[0]], "id2label", None) if active else None
+        if id2label:
+            set_labels(self.model, id2label)
 
     @staticmethod
     def _check_target_module_exists(peft_config: AdapterConfig, key: str) -> Any:
@@ -145,6 +175,13 @@ class AdapterModel(BaseTuner):
             raise ValueError(
                 f"Trying to infer with non-existing adapter(s): {', '.join(unknown)}. "
                 f"Loaded adapters: {', '.join(sorted(known))}; use '__base__' for rows without an adapter."
+            )
+        widths = head_widths(self.model, set(adapter_names))
+        if len(set(widths.values())) > 1:
+            raise ValueError(
+                "A mixed batch needs adapters that predict the same number of classes, got "
+                + ", ".join(f"{name}: {width}" for name, width in sorted(widths.items()))
+                + ". Run adapters with different classes in separate batches (`model.set_adapter(name)`)."
             )
         hook = partial(_adapter_names_pre_forward_hook, adapter_names=list(adapter_names))
         handles = [

@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 import torch
-from peft import get_peft_model
+from peft import PeftModel, get_peft_model
 from PIL import Image
-from tiny_models import IMAGE_SIZE, vit_config
+from tiny_models import IMAGE_SIZE, pixel_values, vit_config
 from transformers import AutoModelForImageClassification, ViTForImageClassification, ViTImageProcessor, ViTModel
 
 from hf_vit_adapter import AdapterConfig
@@ -82,3 +82,47 @@ def test_fresh_process_restores_head_and_label_names(tmp_path, head):
     ranked = sorted(result["pipeline"], key=lambda item: -item["score"])
     assert [item["label"] for item in ranked] == [NAMES[i] for i in torch.argsort(scores, descending=True)]
     assert ranked[0]["score"] == pytest.approx(scores.max().item(), rel=1e-4)
+
+
+def _trained_adapter(base_dir, adapter_dir, names: list[str], seed: int) -> torch.Tensor:
+    """Save an adapter with a head for `names`; return its logits on `pixel_values()` for later comparison."""
+    id2label = dict(enumerate(names))
+    model = AutoModelForImageClassification.from_pretrained(
+        base_dir,
+        num_labels=len(names),
+        id2label=id2label,
+        label2id={name: index for index, name in id2label.items()},
+        ignore_mismatched_sizes=True,
+    )
+    torch.manual_seed(seed)
+    model = get_peft_model(model, AdapterConfig(bottleneck_size=4, init_weights=False))
+    with torch.no_grad():
+        model.base_model.model.classifier.modules_to_save["default"].weight.normal_(0, 1.0)
+        logits = model.eval()(pixel_values=pixel_values()).logits
+    model.save_pretrained(adapter_dir)
+    return logits
+
+
+def test_adapters_with_different_classes_share_one_backbone(tmp_path):
+    """One backbone serves a 3-class and a 5-class adapter; the active one decides the head and the label names."""
+    base_dir = tmp_path / "base"
+    _save_base(base_dir, "none")
+    pets = ["cat", "dog", "bird"]
+    expected = {
+        "pets": _trained_adapter(base_dir, tmp_path / "pets", pets, seed=1),
+        "flowers": _trained_adapter(base_dir, tmp_path / "flowers", NAMES, seed=2),
+    }
+
+    model = PeftModel.from_pretrained(
+        AutoModelForImageClassification.from_pretrained(base_dir), tmp_path / "pets", adapter_name="pets"
+    )
+    model.load_adapter(tmp_path / "flowers", adapter_name="flowers")
+    model.eval()
+    for name, names in (("pets", pets), ("flowers", NAMES), ("pets", pets)):
+        model.set_adapter(name)
+        with torch.no_grad():
+            torch.testing.assert_close(model(pixel_values=pixel_values()).logits, expected[name])
+        assert model.config.id2label == dict(enumerate(names))
+
+    with pytest.raises(ValueError, match="same number of classes, got flowers: 5, pets: 3"):
+        model(pixel_values=pixel_values(), adapter_names=["pets", "flowers"])
