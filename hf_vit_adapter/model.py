@@ -138,11 +138,6 @@ class AdapterModel(BaseTuner):
             # wrapped module comes back as it was.
             setattr(parent, child_name, new_module)
 
-    def _mark_only_adapters_as_trainable(self, model: nn.Module) -> None:
-        for name, parameter in model.named_parameters():
-            if self.prefix not in name:
-                parameter.requires_grad = False
-
     def _check_merge_allowed(self) -> None:
         raise ValueError(_NO_MERGE_MESSAGE)
 

@@ -89,6 +89,8 @@ def test_loading_reproduces_outputs_exactly(tmp_path):
 def test_named_adapters_switch_disable_delete_and_load(tmp_path):
     model = _adapted()
     model.add_adapter("other", AdapterConfig(bottleneck_size=R, placement="ffn"))
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and not any(".other." in name for name in trainable)  # an added adapter waits its turn
     _randomised(model, "other", seed=1)
     x = pixel_values()
     with torch.no_grad():
@@ -99,6 +101,9 @@ def test_named_adapters_switch_disable_delete_and_load(tmp_path):
         with model.disable_adapter():
             disabled = model(pixel_values=x).logits
     assert model.active_adapters == ["other"]
+    model.set_adapter("other")  # trainable now, and the first adapter no longer
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(".other." in name or name.endswith(".other") for name in trainable), trainable
     assert not torch.allclose(first, other) and not torch.allclose(first, base)
     assert torch.equal(disabled, base)
 
