@@ -217,7 +217,7 @@ def _results(metrics: dict) -> list[tuple[str, str, str]]:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or key.endswith(_MACHINE_METRICS):
             continue
         split, _, name = key.partition("_") if key.startswith(_SPLITS) else ("", "", key)
-        if name == "flos" or key == "total_flos":
+        if name == "flos" or key in ("total_flos", "epoch"):  # epochs are among the hyperparameters
             continue
         label = _METRIC_LABELS.get(name, name.replace("_", " "))
         rows.append((split, label, f"{value:.4f}" if isinstance(value, float) else str(value)))
