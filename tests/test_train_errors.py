@@ -115,7 +115,8 @@ def test_non_categorical_label_column(capsys, workspace):
 def test_unknown_split_and_bad_flags(capsys, workspace):
     train = str(workspace / "train")
     fails_with(capsys, run_args(workspace, "o", train_dir=train, eval_split_name="test"), "no split 'test'")
-    fails_with(capsys, run_args(workspace, "o", train_dir=train, placement="sideways"), "placement")
+    # Adapter flags are checked while parsing, before any data is read: the missing folder goes unnoticed.
+    fails_with(capsys, run_args(workspace, "o", train_dir="/no/such/folder", placement="sideways"), "`placement`")
     fails_with(capsys, run_args(workspace, "o", train_dir=train, max_train_samples="0"), "--max_train_samples")
     fails_with(capsys, run_args(workspace, "o", train_dir=train, resume_from_checkpoint="true"), "no checkpoint-*")
     fails_with(capsys, run_args(workspace, "o", model_name_or_path=str(workspace / "none"), train_dir=train), "none")

@@ -60,6 +60,9 @@ class AdapterArguments:
         default=None, metadata={"help": "Indices of the blocks to adapt. Default: every block."}
     )
 
+    def __post_init__(self) -> None:
+        self.to_adapter_config()  # a bad adapter flag fails at parse time, before any data is loaded
+
     def to_adapter_config(self) -> AdapterConfig:
         init = {"true": True, "false": False}.get(self.init_weights.lower(), self.init_weights.lower())
         try:
