@@ -53,16 +53,7 @@ def test_fresh_process_restores_head_and_label_names(tmp_path, head):
     base_dir, adapter_dir, image_path = tmp_path / "base", tmp_path / "adapter", tmp_path / "flower.png"
     _save_base(base_dir, head)
     id2label = dict(enumerate(NAMES))
-    model = AutoModelForImageClassification.from_pretrained(
-        base_dir,
-        num_labels=len(NAMES),
-        id2label=id2label,
-        label2id={name: index for index, name in id2label.items()},
-        ignore_mismatched_sizes=True,
-    )
-    model = get_peft_model(model, AdapterConfig(bottleneck_size=4, init_weights=False))
-    with torch.no_grad():  # stand-in for training: a head that prefers some classes
-        model.base_model.model.classifier.modules_to_save["default"].weight.normal_(0, 1.0)
+    model = _adapted(base_dir, NAMES, seed=0)
     model.save_pretrained(adapter_dir)
 
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(image_path)
@@ -84,8 +75,8 @@ def test_fresh_process_restores_head_and_label_names(tmp_path, head):
     assert ranked[0]["score"] == pytest.approx(scores.max().item(), rel=1e-4)
 
 
-def _trained_adapter(base_dir, adapter_dir, names: list[str], seed: int) -> torch.Tensor:
-    """Save an adapter with a head for `names`; return its logits on `pixel_values()` for later comparison."""
+def _adapted(base_dir, names: list[str], seed: int) -> PeftModel:
+    """The base with a head for `names` and an adapter; a random head stands in for training."""
     id2label = dict(enumerate(names))
     model = AutoModelForImageClassification.from_pretrained(
         base_dir,
@@ -98,7 +89,14 @@ def _trained_adapter(base_dir, adapter_dir, names: list[str], seed: int) -> torc
     model = get_peft_model(model, AdapterConfig(bottleneck_size=4, init_weights=False))
     with torch.no_grad():
         model.base_model.model.classifier.modules_to_save["default"].weight.normal_(0, 1.0)
-        logits = model.eval()(pixel_values=pixel_values()).logits
+    return model.eval()
+
+
+def _trained_adapter(base_dir, adapter_dir, names: list[str], seed: int) -> torch.Tensor:
+    """Save an adapter with a head for `names`; return its logits on `pixel_values()` for later comparison."""
+    model = _adapted(base_dir, names, seed)
+    with torch.no_grad():
+        logits = model(pixel_values=pixel_values()).logits
     model.save_pretrained(adapter_dir)
     return logits
 

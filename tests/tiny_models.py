@@ -14,6 +14,10 @@ TINY = dict(
     image_size=IMAGE_SIZE,
     patch_size=4,
 )
+# DINOv2 sizes its MLP by `mlp_ratio`, not `intermediate_size`.
+DINOV2 = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=1, image_size=IMAGE_SIZE, patch_size=4
+)
 _TEXT = dict(
     hidden_size=32,
     num_hidden_layers=1,
@@ -52,27 +56,8 @@ def family_models() -> dict[str, torch.nn.Module]:
         "DeiTForImageClassificationWithTeacher": T.DeiTForImageClassificationWithTeacher(
             T.DeiTConfig(**TINY, num_labels=3)
         ),
-        "Dinov2Model": T.Dinov2Model(
-            T.Dinov2Config(
-                hidden_size=32,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                mlp_ratio=1,
-                image_size=IMAGE_SIZE,
-                patch_size=4,
-            )
-        ),
-        "Dinov2ForImageClassification": T.Dinov2ForImageClassification(
-            T.Dinov2Config(
-                hidden_size=32,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                mlp_ratio=1,
-                image_size=IMAGE_SIZE,
-                patch_size=4,
-                num_labels=3,
-            )
-        ),
+        "Dinov2Model": T.Dinov2Model(T.Dinov2Config(**DINOV2)),
+        "Dinov2ForImageClassification": T.Dinov2ForImageClassification(T.Dinov2Config(**DINOV2, num_labels=3)),
         "CLIPVisionModel": T.CLIPVisionModel(T.CLIPVisionConfig(**TINY)),
         "CLIPVisionModelWithProjection": T.CLIPVisionModelWithProjection(T.CLIPVisionConfig(**TINY)),
         "CLIPForImageClassification": T.CLIPForImageClassification(clip),
