@@ -10,12 +10,14 @@ from .config import PLACEMENTS, AdapterConfig
 from .layer import AdapterLayer, AdapterWrapper
 from .model import AdapterModel
 from .peft_type import BOTTLENECK_PEFT_TYPE, METHOD_NAME
+from .pretrained import PRETRAINED_BACKBONE
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BOTTLENECK_PEFT_TYPE",
     "PLACEMENTS",
+    "PRETRAINED_BACKBONE",
     "AdapterConfig",
     "AdapterLayer",
     "AdapterModel",
