@@ -143,6 +143,7 @@ def train_indices(splits: DigitSplits, regime: str, seed: int, settings: Setting
 
 def execute(run: Run, settings: Settings, splits: DigitSplits, backbone: str) -> dict[str, Any]:
     """Train one run with `Trainer`; return its validation and test accuracy and its training time."""
+    run_cpu = time.process_time()
     model = build_model(run.method, backbone, run.seed)
     trainable, _ = count_parameters(model)
     train = splits.dataset(train_indices(splits, run.regime, run.seed, settings))
@@ -166,6 +167,7 @@ def execute(run: Run, settings: Settings, splits: DigitSplits, backbone: str) ->
         "train_images": len(train),
         "train_wall_s": wall,
         "train_cpu_s": cpu,
+        "run_cpu_s": time.process_time() - run_cpu,  # with model loading and evaluation
     }
 
 
@@ -190,6 +192,7 @@ class Runner:
 
     def __init__(self, settings: Settings, backbone: str, workers: int):
         self.pool = None
+        self.cpu_s = 0.0  # CPU time of all runs, in whichever process they ran
         if workers > 1:
             self.pool = ProcessPoolExecutor(
                 workers, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(settings, backbone)
@@ -199,8 +202,11 @@ class Runner:
 
     def map(self, runs: list[Run]) -> list[dict[str, Any]]:
         if self.pool is None:
-            return [_execute_in_worker(run) for run in runs]
-        return list(self.pool.map(_execute_in_worker, runs))
+            results = [_execute_in_worker(run) for run in runs]
+        else:
+            results = list(self.pool.map(_execute_in_worker, runs))
+        self.cpu_s += sum(result["run_cpu_s"] for result in results)
+        return results
 
     def close(self) -> None:
         if self.pool is not None:
@@ -353,6 +359,7 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
             "load_average_start": load_start,
             "load_average_end": os.getloadavg()[0],
             "wall_s": time.perf_counter() - wall,
+            "runs_cpu_s": runner.cpu_s,
         },
         "software": {"torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__},
         "rows": rows,

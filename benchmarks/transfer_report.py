@@ -59,7 +59,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{seeds} seeds with it; test accuracy is the mean ± standard deviation over the {seeds} seeds.  ",
         f"Machine: {machine['cpu']}, {machine['cpu_count']} CPUs, {settings['workers']} worker process(es) of one "
         f"torch thread; load average {machine['load_average_start']:.2f} at start, "
-        f"{machine['load_average_end']:.2f} at end; whole run {machine['wall_s'] / 60:.1f} min.",
+        f"{machine['load_average_end']:.2f} at end; whole run {machine['wall_s'] / 60:.1f} min"
+        + (f", {machine['runs_cpu_s'] / 60:.1f} min of CPU time in the runs." if "runs_cpu_s" in machine else "."),
     ]
     for regime in settings["epochs"]:
         rows = [row for row in results["rows"] if row["regime"] == regime]

@@ -175,6 +175,7 @@ def test_transfer_quick_writes_json_markdown_and_png_outside_the_results(transfe
     assert "### 1 labelled image per class" in markdown and "### all of the training split" in markdown
     assert "| adapter houlsby b8 |" in markdown and "| LoRA r8 (q,v) |" in markdown
     assert len(results["package"]["commit"]) == 40 and results["settings"]["quick"] is True
+    assert results["machine"]["runs_cpu_s"] > 0
     rows = {(row["regime"], row["method"]): row for row in results["rows"]}
     names = {method for _, method in rows}
     assert names == {
