@@ -290,11 +290,52 @@ def test_bottleneck_flags_that_map_exactly(tmp_path, vit_base, placement, config
     assert _max_diff(_our_logits(output), expected) <= TOLERANCE
 
 
+def test_dropout_is_kept_with_a_warning(tmp_path, vit_base):
+    config = fixture_config("pfeiffer", dropout=0.1)
+    weights, adapters = _adapters([0, 1], config, "drop", seed=20)
+    source = write_adapter(
+        tmp_path / "src", "drop", config, weights, model_name=str(vit_base), head=_random_head(3, 21)
+    )
+
+    with pytest.warns(ConversionWarning, match=r"dropout=0.1 is kept, .* eval mode are identical"):
+        output = convert_adapterhub(source, tmp_path / "out")
+
+    assert _saved_config(output)["dropout"] == 0.1
+    base = _with_head(T.ViTForImageClassification.from_pretrained(vit_base), _random_head(3, 21))
+    assert _max_diff(_our_logits(output), _reference_logits(base, base.vit.layers, adapters, config)) <= TOLERANCE
+
+
+@NEEDS_METHOD
+@pytest.mark.parametrize("scaling, shape", [("learned", (1,)), ("channel", (32,))])
+def test_trainable_scales_and_drop_path(tmp_path, vit_base, scaling, shape):
+    """AdapterHub's `scaling` tensor becomes our trainable scale; `stochastic_depth` our adapter `drop_path`."""
+    config = fixture_config("adapter_plus", scaling=scaling, stochastic_depth=0.1)
+    weights, adapters = _adapters([0, 1], config, "plus", seed=22)
+    generator = torch.Generator().manual_seed(23)
+    for block in (0, 1):
+        adapters[(block, "output")]["scaling"] = scale = torch.randn(shape, generator=generator) + 1.0
+        weights[vit_key(block, "output", "plus", "scaling")] = scale
+    head = _random_head(3, 24)
+    source = write_adapter(tmp_path / "src", "plus", config, weights, model_name=str(vit_base), head=head)
+
+    output = _convert(source, tmp_path / "out")
+
+    saved = _saved_config(output)
+    assert (saved["placement"], saved["scaling"], saved["drop_path"]) == ("pfeiffer", scaling, 0.1)
+    base = _with_head(T.ViTForImageClassification.from_pretrained(vit_base), head)
+    assert _max_diff(_our_logits(output), _reference_logits(base, base.vit.layers, adapters, config)) <= TOLERANCE
+
+
 def test_legacy_gelu_without_a_head_uses_the_base_head(tmp_path, vit_base):
-    """A config saved before `version` existed reads "gelu" as the tanh approximation; no head keeps the base's."""
+    """A config saved before `version` existed reads "gelu" as the tanh approximation; no head keeps the base's.
+    The keys are those of a bare `ViTModel` given adapters with `adapters.init` (no `vit.` prefix)."""
     config = fixture_config("houlsby", non_linearity="gelu")
-    weights, adapters = _adapters([0, 1], config, "old", seed=7, scale=1.5)
-    source = write_adapter(tmp_path / "src", "old", config, weights, model_name=str(vit_base), version=None)
+    key = lambda *args: vit_key(*args, prefix="")  # noqa: E731
+    weights, adapters = _adapters([0, 1], config, "old", seed=7, key=key, scale=1.5)
+    assert "encoder.layer.0.attention_adapters.adapters.old.adapter_down.0.weight" in weights
+    source = write_adapter(
+        tmp_path / "src", "old", config, weights, model_name=str(vit_base), model_class="ViTModel", version=None
+    )
 
     with pytest.warns(ConversionWarning, match="no prediction head"):
         output = convert_adapterhub(source, tmp_path / "out")
@@ -449,10 +490,10 @@ def test_beit_adapter_before_layer_scale_is_refused(tmp_path, beit_base):
     assert not (tmp_path / "out").exists()
 
 
-def test_hub_repo_source(hub, tmp_path, vit_base, converted):
+def test_hub_repo_source(hub, repo_name, tmp_path, vit_base, converted):
     from huggingface_hub import HfApi
 
-    repo_id = "tester/adapterhub-pfeiffer"
+    repo_id = f"tester/{repo_name}"
     HfApi().create_repo(repo_id)
     HfApi().upload_folder(folder_path=DATA / "pfeiffer", repo_id=repo_id, ignore_patterns=["reference.safetensors"])
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,24 +29,26 @@ from typing import Any
 
 import torch
 from huggingface_hub import snapshot_download
-from peft import PeftModel, get_peft_model
+from peft import get_peft_model
 from safetensors.torch import load_file
-from transformers import (
-    AutoConfig,
-    AutoImageProcessor,
-    AutoModelForImageClassification,
-    CLIPForImageClassification,
-    PretrainedConfig,
-    PreTrainedModel,
-)
+from transformers import PretrainedConfig
 from transformers.activations import ACT2FN
 
 from ..config import AdapterConfig
-from ..heads import classification_head_names
 from ..targets import target_modules_for
 from .capabilities import parallel_reads_residual_stream, supports_drop_path, supports_scaling
 from .errors import ConversionError, ConversionWarning
-from .sites import adapter_sites
+from .output import (
+    SiteTensors,
+    check_output_dir,
+    fill_head,
+    fill_sites,
+    first_line,
+    load_base_config,
+    load_classifier,
+    resolve_base,
+    write_folder,
+)
 
 ADAPTER_CONFIG_NAME = "adapter_config.json"
 ADAPTER_WEIGHTS_NAMES = ("adapter.safetensors", "pytorch_adapter.bin")
@@ -132,7 +132,14 @@ _ADAPTER_KEY = re.compile(
     r"^(?P<tower>.*?)encoder\.layers?\.(?P<block>\d+)\.(?:output\.)?(?P<location>attention_adapters|output_adapters)"
     r"\.adapters\.(?P<name>[^.]+)\.(?P<param>.+)$"
 )
-_PARAMS = {"adapter_down.0.weight", "adapter_down.0.bias", "adapter_up.weight", "adapter_up.bias", "scaling"}
+# AdapterHub's parameter names inside one adapter -> `output.SiteTensors` names.
+_PARAMS = {
+    "adapter_down.0.weight": "down.weight",
+    "adapter_down.0.bias": "down.bias",
+    "adapter_up.weight": "up.weight",
+    "adapter_up.bias": "up.bias",
+    "scaling": "scale",
+}
 
 
 @dataclass
@@ -172,35 +179,21 @@ def convert_adapterhub(
     then. Warns (`ConversionWarning`) about what is left out on purpose (a CLIP text tower, a missing head).
     """
     output_dir = Path(output_dir)
-    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
-        raise ConversionError(f"{output_dir} exists and is not an empty folder; choose a new output folder.")
+    check_output_dir(output_dir)
     checkpoint = _read_checkpoint(_resolve_source(str(source)))
     config = checkpoint.config
     placement = _placement(config)
     _check_supported(config, placement)
 
-    base_id = _resolve_base(base_model or checkpoint.meta.get("model_name"))
-    base_config = _load_base_config(base_id)
+    base_id = resolve_base(base_model or checkpoint.meta.get("model_name"))
+    base_config = load_base_config(base_id)
     adapter_type = checkpoint.meta.get("model_type") or base_config.model_type
-    _check_model_types(adapter_type, base_config)
+    _check_model_types(adapter_type, base_config, placement)
     vision_config = base_config.vision_config if base_config.model_type == "clip" else base_config
-    tensors, text_tensors = _split_weights(checkpoint)
-    if text_tensors:
-        warnings.warn(
-            f"Left out {text_tensors} tensors of the CLIP text tower's adapters: hf_vit_adapter adapts the vision "
-            "tower only.",
-            ConversionWarning,
-            stacklevel=2,
-        )
+    tensors = _split_weights(checkpoint)
     # AdapterHub numbers a full CLIP model's layers text first, so `leave_out` counts the text layers too.
     offset = base_config.text_config.num_hidden_layers if adapter_type == "clip" else 0
     blocks = _check_base_fits(tensors, config, vision_config, offset)
-    if base_config.model_type == "beit" and placement != "pfeiffer" and base_config.layer_scale_init_value > 0:
-        raise ConversionError(
-            f"{placement!r} adapters do not convert exactly on BEiT with layer scale (layer_scale_init_value="
-            f"{base_config.layer_scale_init_value}): AdapterHub applies them after the layer scale, hf_vit_adapter "
-            "before it. Only block-output adapters (SeqBnConfig, AdapterPlusConfig) convert on this base."
-        )
     head = _read_head(checkpoint, adapter_type, int(vision_config.hidden_size))
     if head is None:
         warnings.warn(
@@ -210,14 +203,18 @@ def convert_adapterhub(
             stacklevel=2,
         )
 
-    model = _load_base(base_id, base_config, head)
-    adapter_config = _adapter_config(config, placement, tensors, blocks, base_config, head)
+    model = load_classifier(base_id, base_config, head.id2label if head else None)
+    adapter_config = _adapter_config(config, placement, tensors, blocks, base_config, has_head=head is not None)
     try:
         peft_model = get_peft_model(model, adapter_config)
     except ValueError as error:
         raise ConversionError(f"Cannot put the adapter on {base_id}: {error}") from None
-    _copy_weights(peft_model, tensors, placement, head)
-    _write(peft_model, base_id, output_dir)
+    fill_sites(
+        peft_model, {(block, _SITES[placement][location]): params for (block, location), params in tensors.items()}
+    )
+    if head is not None:
+        fill_head(peft_model, head.weight, head.bias)
+    write_folder(peft_model, base_id, output_dir)
     return output_dir
 
 
@@ -245,7 +242,7 @@ def _resolve_source(source: str) -> Path:
         return Path(snapshot_download(source, allow_patterns=["*.json", "*.safetensors", "*.bin", "*.pt"]))
     except Exception as error:  # huggingface_hub raises many kinds: not found, gated, offline, bad id
         raise ConversionError(
-            f"{source} is not a folder, and the Hub could not give it: {_first_line(error)}"
+            f"{source} is not a folder, and the Hub could not give it: {first_line(error)}"
         ) from None
 
 
@@ -260,10 +257,10 @@ def _read_checkpoint(folder: Path) -> _Checkpoint:
     if "name" not in meta:
         raise ConversionError(f"{folder / ADAPTER_CONFIG_NAME} does not name its adapter ('name').")
     config = {**_DEFAULTS, **raw}
-    missing = [key for key in _REQUIRED if key not in config]
-    if missing and config["architecture"] in (None, "bottleneck"):
-        raise ConversionError(f"{folder / ADAPTER_CONFIG_NAME} lacks {', '.join(missing)}.")
-    if "non_linearity" in config:
+    if config["architecture"] in (None, "bottleneck"):  # other architectures are refused by `_placement`
+        missing = [key for key in _REQUIRED if key not in config]
+        if missing:
+            raise ConversionError(f"{folder / ADAPTER_CONFIG_NAME} lacks {', '.join(missing)}.")
         config["non_linearity"] = map_activation(config["non_linearity"], versioned="version" in meta)
     weights = _load_tensors(folder, ADAPTER_WEIGHTS_NAMES)
     if weights is None:
@@ -281,7 +278,7 @@ def _read_json(path: Path) -> dict:
     except FileNotFoundError:
         raise ConversionError(f"{path.parent} is not an AdapterHub adapter folder: it has no {path.name}.") from None
     except (OSError, ValueError) as error:
-        raise ConversionError(f"Cannot read {path}: {_first_line(error)}") from None
+        raise ConversionError(f"Cannot read {path}: {first_line(error)}") from None
     if not isinstance(data, dict):
         raise ConversionError(f"{path} does not hold a JSON object.")
     return data
@@ -289,23 +286,16 @@ def _read_json(path: Path) -> dict:
 
 def _load_tensors(folder: Path, names: tuple[str, str]) -> dict[str, torch.Tensor] | None:
     """Safetensors if present, else the pickle, read with `weights_only=True` so it cannot run code."""
-    safetensors_path, pickle_path = (folder / name for name in names)
+    path = next((folder / name for name in names if (folder / name).exists()), None)
+    if path is None:
+        return None
     try:
-        if safetensors_path.exists():
-            return load_file(safetensors_path)
-        if pickle_path.exists():
-            tensors = torch.load(pickle_path, map_location="cpu", weights_only=True)
-            if not isinstance(tensors, dict) or not all(isinstance(v, torch.Tensor) for v in tensors.values()):
-                raise ConversionError(f"{pickle_path} does not hold a state dict of tensors.")
-            return tensors
-    except ConversionError:
-        raise
+        tensors = load_file(path) if path.suffix == ".safetensors" else torch.load(path, "cpu", weights_only=True)
     except Exception as error:  # safetensors and torch's weights-only unpickler raise various types
-        raise ConversionError(
-            f"Cannot read {pickle_path if not safetensors_path.exists() else safetensors_path} as plain weights: "
-            f"{_first_line(error)}"
-        ) from None
-    return None
+        raise ConversionError(f"Cannot read {path} as plain weights: {first_line(error)}") from None
+    if not isinstance(tensors, dict) or not all(isinstance(value, torch.Tensor) for value in tensors.values()):
+        raise ConversionError(f"{path} does not hold a state dict of tensors.")
+    return tensors
 
 
 def _placement(config: dict[str, Any]) -> str:
@@ -391,24 +381,7 @@ def _check_supported(config: dict[str, Any], placement: str) -> None:
         )
 
 
-def _resolve_base(base: str | None) -> str:
-    if not base:
-        raise ConversionError("adapter_config.json names no base model (model_name); pass --base_model.")
-    path = Path(base).expanduser()
-    # A folder is saved as an absolute path, so the output loads from any working directory.
-    return str(path.resolve()) if path.is_dir() else base
-
-
-def _load_base_config(base_id: str) -> PretrainedConfig:
-    try:
-        return AutoConfig.from_pretrained(base_id)
-    except (OSError, ValueError) as error:
-        raise ConversionError(
-            f"Cannot load the base model {base_id}: {_first_line(error)} (pass --base_model PATH_OR_ID)."
-        ) from None
-
-
-def _check_model_types(adapter_type: str, base_config: PretrainedConfig) -> None:
+def _check_model_types(adapter_type: str, base_config: PretrainedConfig, placement: str) -> None:
     needed = _BASE_MODEL_TYPES.get(adapter_type)
     if needed is None:
         raise ConversionError(
@@ -421,11 +394,18 @@ def _check_model_types(adapter_type: str, base_config: PretrainedConfig) -> None
             f"The adapter was trained on a {adapter_type!r} model but the base is {base_config.model_type!r}; "
             f"pass --base_model with a {needed!r} checkpoint{hint}."
         )
+    layer_scale = getattr(base_config, "layer_scale_init_value", 0) if needed == "beit" else 0
+    if layer_scale > 0 and placement != "pfeiffer":
+        raise ConversionError(
+            f"{placement!r} adapters do not convert exactly on BEiT with layer scale (layer_scale_init_value="
+            f"{layer_scale}): AdapterHub applies them after the layer scale, hf_vit_adapter before it. Only "
+            "block-output adapters (SeqBnConfig, AdapterPlusConfig) convert on this base."
+        )
 
 
-def _split_weights(checkpoint: _Checkpoint) -> tuple[dict[tuple[int, str], dict[str, torch.Tensor]], int]:
-    """`{(block, location): {param: tensor}}` of the vision tower, and how many text-tower tensors were left out."""
-    tensors: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
+def _split_weights(checkpoint: _Checkpoint) -> dict[tuple[int, str], SiteTensors]:
+    """`{(block, location): tensors}` of the vision tower; a CLIP text tower is left out, with a warning."""
+    tensors: dict[tuple[int, str], SiteTensors] = {}
     text_tensors = 0
     for key, value in checkpoint.weights.items():
         match = _ADAPTER_KEY.match(key)
@@ -437,30 +417,38 @@ def _split_weights(checkpoint: _Checkpoint) -> tuple[dict[tuple[int, str], dict[
                 f"Unexpected tensor {key!r} in the adapter weights: it is not part of a bottleneck adapter "
                 f"{checkpoint.name!r} that hf_vit_adapter can hold."
             )
-        tensors.setdefault((int(match.group("block")), match.group("location")), {})[match.group("param")] = value
+        site = (int(match.group("block")), match.group("location"))
+        tensors.setdefault(site, {})[_PARAMS[match.group("param")]] = value
+    if text_tensors:
+        warnings.warn(
+            f"Left out {text_tensors} tensors of the CLIP text tower's adapters: hf_vit_adapter adapts the vision "
+            "tower only.",
+            ConversionWarning,
+            stacklevel=3,
+        )
     if not tensors:
         raise ConversionError(f"The adapter weights hold no vision-tower adapter named {checkpoint.name!r}.")
     for (block, location), params in tensors.items():
-        missing = sorted({"adapter_down.0.weight", "adapter_up.weight"} - set(params))
+        missing = sorted({"down.weight", "up.weight"} - set(params))
         if missing:
-            raise ConversionError(f"The adapter of block {block} ({location}) lacks {', '.join(missing)}.")
-    return tensors, text_tensors
+            raise ConversionError(f"The adapter of block {block} ({location}) lacks its {' and '.join(missing)}.")
+    return tensors
 
 
 def _check_base_fits(
-    tensors: dict[tuple[int, str], dict[str, torch.Tensor]],
+    tensors: dict[tuple[int, str], SiteTensors],
     config: dict[str, Any],
     vision_config: PretrainedConfig,
     offset: int,
 ) -> list[int]:
     """The blocks that hold adapters, after checking the base's width and depth against the checkpoint."""
-    width = {params["adapter_down.0.weight"].shape[1] for params in tensors.values()}
+    width = {params["down.weight"].shape[1] for params in tensors.values()}
     if width != {vision_config.hidden_size}:
         raise ConversionError(
             f"The base model's width ({vision_config.hidden_size}) does not fit the adapter, which was trained on "
             f"width {', '.join(map(str, sorted(width)))}; pass the base it was trained on with --base_model."
         )
-    sizes = {params["adapter_down.0.weight"].shape[0] for params in tensors.values()}
+    sizes = {params["down.weight"].shape[0] for params in tensors.values()}
     if len(sizes) > 1:
         raise ConversionError(
             f"Unsupported setting reduction_factor={config['reduction_factor']!r}: the adapters have different "
@@ -514,31 +502,13 @@ def _read_head(checkpoint: _Checkpoint, adapter_type: str, width: int) -> _Head 
     return _Head(dict(sorted(id2label.items())), weight, weights.get(prefix + "bias"))
 
 
-def _load_base(base_id: str, base_config: PretrainedConfig, head: _Head | None) -> PreTrainedModel:
-    """The base as the image classifier that `AutoModelForImageClassification` will load it as, with a head of the
-    converted head's size."""
-    model_class = CLIPForImageClassification if base_config.model_type == "clip" else AutoModelForImageClassification
-    labels = {}
-    if head is not None:
-        labels = dict(
-            num_labels=len(head.id2label),
-            id2label=head.id2label,
-            label2id={label: index for index, label in head.id2label.items()},
-            ignore_mismatched_sizes=True,
-        )
-    try:
-        return model_class.from_pretrained(base_id, **labels).eval()
-    except (OSError, ValueError) as error:
-        raise ConversionError(f"Cannot load the base model {base_id}: {_first_line(error)}") from None
-
-
 def _adapter_config(
     config: dict[str, Any],
     placement: str,
-    tensors: dict[tuple[int, str], dict[str, torch.Tensor]],
+    tensors: dict[tuple[int, str], SiteTensors],
     blocks: list[int],
     base_config: PretrainedConfig,
-    head: _Head | None,
+    has_head: bool,
 ) -> AdapterConfig:
     if config["dropout"]:
         warnings.warn(
@@ -554,7 +524,7 @@ def _adapter_config(
     layout = _SAME_LAYOUT_AS.get(base_config.model_type)
     scaling = config["scaling"]
     return AdapterConfig(
-        bottleneck_size=int(next(iter(tensors.values()))["adapter_down.0.weight"].shape[0]),
+        bottleneck_size=int(next(iter(tensors.values()))["down.weight"].shape[0]),
         placement=placement,
         non_linearity=config["non_linearity"],
         scaling=scaling if isinstance(scaling, str) else float(scaling),
@@ -562,80 +532,10 @@ def _adapter_config(
         init_weights=_INIT_WEIGHTS.get(config["init_weights"], True),
         target_modules=target_modules_for(layout, placement) if layout else None,
         layers_to_transform=None if len(blocks) == depth else blocks,
-        modules_to_save=None if head is not None else [],
+        modules_to_save=None if has_head else [],  # no head: the base's own, untouched
         **options,
     )
 
 
-@torch.no_grad()
-def _copy_weights(
-    model: PeftModel,
-    tensors: dict[tuple[int, str], dict[str, torch.Tensor]],
-    placement: str,
-    head: _Head | None,
-) -> None:
-    sites = adapter_sites(model, "default")
-    wanted = {(block, _SITES[placement][location]): params for (block, location), params in tensors.items()}
-    if set(wanted) != set(sites):
-        raise ConversionError(
-            f"Internal mismatch: the checkpoint has adapters at {sorted(wanted)}, hf_vit_adapter built "
-            f"{sorted(sites)}. Please report this."
-        )
-    for key, params in wanted.items():
-        site = sites[key]
-        _copy(site.down.weight, params["adapter_down.0.weight"], key)
-        _copy(site.up.weight, params["adapter_up.weight"], key)
-        for target, name in ((site.down.bias, "adapter_down.0.bias"), (site.up.bias, "adapter_up.bias")):
-            _copy(target, params[name], key) if name in params else target.zero_()  # AdapterHub: bias always on
-        if "scaling" in params:
-            if site.scale is None or site.scale.numel() != params["scaling"].numel():
-                raise ConversionError(f"Block {key[0]} ({key[1]}): no trainable scale of the checkpoint's size.")
-            site.scale.copy_(params["scaling"].reshape(site.scale.shape))
-        elif site.scale is not None:
-            raise ConversionError(f"Block {key[0]} ({key[1]}): the checkpoint has no trainable scale to copy.")
-    if head is not None:
-        (head_name,) = classification_head_names(model.base_model.model)
-        classifier = getattr(model.base_model.model, head_name).modules_to_save["default"]
-        _copy(classifier.weight, head.weight, "head")
-        if head.bias is None:  # a head saved with bias=False
-            classifier.bias.zero_()
-        else:
-            _copy(classifier.bias, head.bias, "head")
-
-
-def _copy(target: torch.Tensor, source: torch.Tensor, where: object) -> None:
-    if target.shape != source.shape:
-        raise ConversionError(f"{where}: tensor of shape {tuple(source.shape)} does not fit {tuple(target.shape)}.")
-    target.copy_(source)
-
-
-def _write(model: PeftModel, base_id: str, output_dir: Path) -> None:
-    """Save into a temporary folder beside `output_dir` and move it into place, so a failure leaves nothing."""
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}-", dir=output_dir.parent))
-    try:
-        model.save_pretrained(staging)
-        try:
-            AutoImageProcessor.from_pretrained(base_id).save_pretrained(staging)
-        except (OSError, ValueError):
-            warnings.warn(
-                f"The base model {base_id} has no image processor, so none was saved; pipeline() needs one: save "
-                f"one into {output_dir} (e.g. `ViTImageProcessor(...).save_pretrained(...)`).",
-                ConversionWarning,
-                stacklevel=3,
-            )
-        if output_dir.exists():
-            output_dir.rmdir()  # empty, checked at the start
-        staging.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-
-
 def _ranges(blocks: list[int]) -> str:
     return ", ".join(map(str, blocks))
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
