@@ -560,6 +560,17 @@ def test_what_the_method_cannot_hold_is_refused(tmp_path, vit_base, monkeypatch,
         convert_adapterhub(source, tmp_path / "out")
 
 
+def test_weights_that_do_not_match_the_config_are_refused(tmp_path, vit_base):
+    weights, _ = _adapters([0, 1], fixture_config("pfeiffer"), "x", seed=25)  # FFN-output adapters only
+    source = write_adapter(tmp_path / "src", "x", fixture_config("houlsby"), weights, model_name=str(vit_base))
+    with pytest.raises(ConversionError, match="block 0 hold output_adapters, but the config describes attention_"):
+        convert_adapterhub(source, tmp_path / "out")
+    weights[vit_key(0, "output", "x", "gate.weight")] = torch.zeros(1, 32)
+    write_adapter(tmp_path / "src", "x", fixture_config("pfeiffer"), weights, model_name=str(vit_base))
+    with pytest.raises(ConversionError, match=r"Unexpected tensor 'vit.encoder.layer.0.output.output_adapters.*gate"):
+        convert_adapterhub(source, tmp_path / "out")
+
+
 def test_fusion_is_refused(tmp_path, vit_base):
     source = _houlsby_source(tmp_path / "src", vit_base)
     (source / "adapter_fusion_config.json").write_text("{}")

@@ -193,7 +193,7 @@ def convert_adapterhub(
     tensors = _split_weights(checkpoint)
     # AdapterHub numbers a full CLIP model's layers text first, so `leave_out` counts the text layers too.
     offset = base_config.text_config.num_hidden_layers if adapter_type == "clip" else 0
-    blocks = _check_base_fits(tensors, config, vision_config, offset)
+    blocks = _check_base_fits(tensors, config, vision_config, offset, placement)
     head = _read_head(checkpoint, adapter_type, int(vision_config.hidden_size))
     if head is None:
         warnings.warn(
@@ -440,8 +440,9 @@ def _check_base_fits(
     config: dict[str, Any],
     vision_config: PretrainedConfig,
     offset: int,
+    placement: str,
 ) -> list[int]:
-    """The blocks that hold adapters, after checking the base's width and depth against the checkpoint."""
+    """The blocks that hold adapters, after checking them against the config and the base's width and depth."""
     width = {params["down.weight"].shape[1] for params in tensors.values()}
     if width != {vision_config.hidden_size}:
         raise ConversionError(
@@ -456,6 +457,13 @@ def _check_base_fits(
         )
     depth = vision_config.num_hidden_layers
     blocks = sorted({block for block, _ in tensors})
+    for block in blocks:
+        locations = sorted(location for index, location in tensors if index == block)
+        if locations != sorted(_SITES[placement]):
+            raise ConversionError(
+                f"The weights of block {block} hold {' and '.join(locations)}, but the config describes "
+                f"{' and '.join(sorted(_SITES[placement]))} ({placement!r})."
+            )
     leave_out = {int(index) for index in config["leave_out"]}
     expected = [block for block in range(depth) if block + offset not in leave_out]
     if blocks != expected:
