@@ -9,10 +9,10 @@ import torch
 from peft import AutoPeftModel, PeftConfig, PeftModel, get_peft_model
 from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load_file
-from tiny_models import pixel_values, tiny_vit
+from tiny_models import one_thread, pixel_values, tiny_vit  # noqa: F401
 from transformers import ViTForImageClassification
 
-from hf_vit_adapter import AdapterConfig
+from hf_vit_adapter import AdapterConfig, adapter_sites
 
 D, R, BLOCKS, LABELS = 32, 4, 2, 3
 
@@ -202,7 +202,7 @@ def test_half_precision_base_models(dtype):
     torch.testing.assert_close(logits.float(), expected, rtol=0.05, atol=0.05)
 
     fresh = get_peft_model(tiny_vit().to(dtype), AdapterConfig(bottleneck_size=R)).train()
-    up = fresh.base_model.model.vit.layers[0].mlp.fc2.bottleneck_up["default"].weight
+    up = adapter_sites(fresh)[(0, "ffn_output")].up.weight
     assert up.dtype == torch.float32  # PEFT keeps trainable adapter weights in float32 for stable training
     loss = fresh(pixel_values=x.to(dtype), labels=torch.tensor([0, 1])).loss
     loss.backward()
