@@ -157,15 +157,20 @@ def test_merge_is_refused_and_unload_returns_the_base():
         assert torch.equal(unloaded(pixel_values=x).logits, expected)
 
 
-@pytest.mark.parametrize("placement", ["houlsby", "pfeiffer"])
-def test_gradient_checkpointing_gives_the_same_gradients(placement):
+@pytest.mark.parametrize(
+    ("placement", "reentrant"), [("houlsby", False), ("pfeiffer", False), ("parallel", False), ("parallel", True)]
+)
+def test_gradient_checkpointing_gives_the_same_gradients(placement, reentrant):
+    """`parallel` stashes the stream before the FFN's LayerNorm and uses it at the block output: both must happen in
+    the checkpointed run, or the reentrant variant (whose first pass runs without grad) loses gradients."""
     grads = []
     for checkpointing in (False, True):
         model = _adapted(placement)
         if checkpointing:
-            model.base_model.model.gradient_checkpointing_enable()
+            model.base_model.model.gradient_checkpointing_enable({"use_reentrant": reentrant})
         model.train()
-        model(pixel_values=pixel_values(), labels=torch.tensor([1, 2])).loss.backward()
+        x = pixel_values().requires_grad_(reentrant)  # the reentrant checkpoint needs an input that requires grad
+        model(pixel_values=x, labels=torch.tensor([1, 2])).loss.backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
@@ -173,8 +178,12 @@ def test_gradient_checkpointing_gives_the_same_gradients(placement):
 
 
 def test_torch_compile_matches_eager():
-    """Inductor (the default backend) for inference and for a training step."""
-    model = _adapted("pfeiffer").eval()
+    """Inductor (the default backend) for inference and for a training step, on a block holding two placements."""
+    model = _adapted("pfeiffer")
+    model.add_adapter("side", AdapterConfig(bottleneck_size=R, placement="parallel"))
+    _randomised(model, "side", seed=2)
+    model.set_adapter("side")
+    model.eval()
     x, labels = pixel_values(), torch.tensor([0, 1])
     compiled = torch.compile(model)
     with torch.no_grad():
