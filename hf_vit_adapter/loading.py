@@ -133,13 +133,16 @@ def _mismatch_message(
     missing: list[str],
     heads: dict[str, nn.Module],
 ) -> str:
-    parts = [f"The saved adapter does not fit this model (loading it as {adapter_name!r}):"]
+    facts = []
     if unexpected:
-        parts.append(f"{len(unexpected)} weight(s) of the file have no place in the model, e.g. {_few(unexpected)};")
+        facts.append(f"{len(unexpected)} weight(s) of the file have no place in the model, e.g. {_few(unexpected)}")
     if missing:
-        parts.append(f"{len(missing)} weight(s) of the model are not in the file, e.g. {_few(missing)}.")
-    parts.append("Likely cause: " + _likely_cause(config, saved, expected, unexpected, missing, heads))
-    return " ".join(parts)
+        facts.append(f"{len(missing)} weight(s) of the model are not in the file, e.g. {_few(missing)}")
+    cause = _likely_cause(config, saved, expected, unexpected, missing, heads)
+    return (
+        f"The saved adapter does not fit this model (loading it as {adapter_name!r}): {'; '.join(facts)}. "
+        f"Likely cause: {cause}"
+    )
 
 
 def _few(keys: list[str]) -> str:
