@@ -203,3 +203,17 @@ def test_0_1_0_adapters_of_different_placements_load_together(monkeypatch):
         with torch.no_grad():
             logits = model(pixel_values=pixel_values()).logits
         torch.testing.assert_close(logits, torch.tensor(expected[name]), rtol=1e-5, atol=1e-6)
+
+
+def test_resuming_a_checkpoint_of_another_placement_is_refused(files, tmp_path):
+    """Trainer resumes a PEFT model with `model.load_adapter(checkpoint, "default", is_trainable=True)`: an ffn
+    checkpoint into a pfeiffer run must fail, not load 0 of 8 tensors and train on."""
+    checkpoint = _save_adapter(
+        tmp_path / "checkpoint-5", files["base2"], AdapterConfig(bottleneck_size=3, placement="ffn")
+    )
+    model = get_peft_model(
+        ViTForImageClassification.from_pretrained(files["base2"]),
+        AdapterConfig(bottleneck_size=3, placement="pfeiffer"),
+    )
+    with pytest.raises(ValueError, match=r"another placement: the file's adapters sit at \['ffn_output'\]"):
+        model.load_adapter(checkpoint, "default", is_trainable=True)
