@@ -143,3 +143,14 @@ def test_config_of_0_1_0_is_read_with_its_meaning(tmp_path):
     assert (explicit.placement, explicit.target_modules) == ("parallel", {"mlp"})
     current = AdapterConfig(placement="parallel", format_version=2, target_modules=old["target_modules"])
     assert current.placement == "parallel"  # a file that says it is today's format is taken as it is
+
+
+def test_the_package_is_typed():
+    """PEP 561: `py.typed` ships as package data, so type checkers read the annotations of installed copies."""
+    from importlib import resources
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert "py.typed" in pyproject["tool"]["setuptools"]["package-data"]["hf_vit_adapter"]
+    assert resources.files("hf_vit_adapter").joinpath("py.typed").is_file()
