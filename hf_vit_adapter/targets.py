@@ -28,7 +28,10 @@ class BlockLayout:
 # `(?:.*\.)?` lets one pattern match a bare backbone (`ViTModel`) and a model with a head (`ViTForImageClassification`)
 _VIT = BlockLayout(r"(?:.*\.)?layers\.\d+", "attention.o_proj", "mlp.fc2", "layernorm_after", "mlp", "mlp")
 _DINOV2 = BlockLayout(r"(?:.*\.)?encoder\.layer\.\d+", "attention.o_proj", "mlp.fc2", "norm2", "mlp", "mlp")
-_CLIP = BlockLayout(r"(?:.*\.)?encoder\.layers\.\d+", "self_attn.out_proj", "mlp.fc2", "layer_norm2", "mlp", "mlp")
+# CLIP and SigLIP: the vision tower's blocks only, also in a full `CLIPModel` / `SiglipModel` with a text tower.
+_CLIP = BlockLayout(
+    r"(?!.*text_model\.)(?:.*\.)?encoder\.layers\.\d+", "self_attn.out_proj", "mlp.fc2", "layer_norm2", "mlp", "mlp"
+)
 _DATA2VEC = BlockLayout(
     r"(?:.*\.)?encoder\.layer\.\d+",
     "attention.output.dense",

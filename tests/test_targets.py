@@ -49,6 +49,17 @@ def test_every_known_family_is_resolved_to_its_blocks(families, placement):
         peft_model.base_model.unload()  # the shared models go back untouched for the next placement
 
 
+def test_full_clip_and_siglip_models_adapt_the_vision_tower_only():
+    text = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, vocab_size=99)
+    vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, image_size=32)
+    for model in (
+        T.CLIPModel(T.CLIPConfig(text_config=text, vision_config={**vision, "patch_size": 8})),
+        T.SiglipModel(T.SiglipConfig(text_config=text, vision_config={**vision, "patch_size": 8})),
+    ):
+        targeted = get_peft_model(model, AdapterConfig(bottleneck_size=2)).base_model.targeted_module_names
+        assert targeted == [f"vision_model.encoder.layers.{i}" for i in range(2)], targeted
+
+
 def test_unknown_model_hint_comes_from_its_module_tree_and_works():
     """A Swin-like backbone of an unknown type: the hint names its real blocks and Linear layers, and following it
     adapts exactly what it says (0.1.0 suggested `out_proj`/`layers.N.mlp.fc2`, which this model does not have)."""
