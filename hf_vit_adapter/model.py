@@ -20,6 +20,7 @@ Files of hf-vit-adapter 0.1.0 (`<module>.bottleneck_down.weight`) are translated
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 from contextlib import contextmanager
 from functools import partial
@@ -58,8 +59,6 @@ def _adapter_names_pre_forward_hook(module: nn.Module, args: tuple, kwargs: dict
 
 
 def _block_index(key: str, layers_pattern: list[str] | str | None) -> int | None:
-    import re
-
     patterns = [layers_pattern] if isinstance(layers_pattern, str) else list(layers_pattern or DEFAULT_LAYERS_PATTERN)
     for pattern in patterns:
         match = re.match(rf"(?:^|.*?\.){pattern}\.(\d+)(?:\.|$)", key)

@@ -73,23 +73,23 @@ def test_every_ordered_pair_of_placements(singles, tmp_path, first, second):
         assert sorted(get_peft_model_state_dict(model, adapter_name=name)) == sorted(alone), (name, placement)
 
     # Loaded together in this order (the reversed pair loads the other order): each gives its logits alone.
-    model = PeftModel.from_pretrained(fresh_base(singles["base_dir"]), singles["base_dir"].parent / first, "a")
-    model.load_adapter(singles["base_dir"].parent / second, adapter_name="b")
+    model = PeftModel.from_pretrained(fresh_base(singles["base_dir"]), singles["base_dir"].parent / first, "one")
+    model.load_adapter(singles["base_dir"].parent / second, adapter_name="two")
     model.eval()
-    for name, placement in (("a", first), ("b", second), ("a", first)):
+    for name, placement in (("one", first), ("two", second), ("one", first)):
         torch.testing.assert_close(_logits(model, name), singles[placement], rtol=0, atol=1e-6)
     with torch.no_grad():
-        mixed = model(pixel_values=X, adapter_names=["b", "a", "__base__", "b"]).logits
+        mixed = model(pixel_values=X, adapter_names=["two", "one", "__base__", "two"]).logits
     for row, expected in enumerate((singles[second], singles[first], singles["base"], singles[second])):
         torch.testing.assert_close(mixed[row], expected[row], rtol=0, atol=1e-6)
 
     # Saved from the shared model, each file holds exactly what the adapter's own file holds.
     model.save_pretrained(tmp_path)
-    for name, placement in (("a", first), ("b", second)):
+    for name, placement in (("one", first), ("two", second)):
         saved = load_file(tmp_path / name / "adapter_model.safetensors")
         alone = load_file(singles["base_dir"].parent / placement / "adapter_model.safetensors")
         assert saved.keys() == alone.keys() and all(torch.equal(saved[k], alone[k]) for k in alone), name
-    alone = PeftModel.from_pretrained(fresh_base(singles["base_dir"]), tmp_path / "b").eval()
+    alone = PeftModel.from_pretrained(fresh_base(singles["base_dir"]), tmp_path / "two").eval()
     with torch.no_grad():
         torch.testing.assert_close(alone(pixel_values=X).logits, singles[second], rtol=0, atol=1e-6)
 
