@@ -183,10 +183,10 @@ def _likely_cause(
             f"{len(model_modules)}; the adapter was saved from a deeper or shallower model (or with another "
             "`layers_to_transform`)."
         )
-    example = sorted(file_modules - model_modules or file_modules)[0].removeprefix(PEFT_PREFIX)
+    example = sorted(file_modules - model_modules or file_modules or [PEFT_PREFIX + "?"])[0]
     return (
-        f"another base model: the file's adapters sit in modules this model does not have (e.g. `{example}`); "
-        "check `base_model_name_or_path` in adapter_config.json."
+        "another base model: the file's adapters sit in modules this model does not have (e.g. "
+        f"`{example.removeprefix(PEFT_PREFIX)}`); check `base_model_name_or_path` in adapter_config.json."
     )
 
 

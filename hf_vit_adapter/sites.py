@@ -13,9 +13,10 @@ mix of placements can share a model without one adapter wrapping another (see `l
 | `ffn_parallel_ln` | the FFN's own input `LN(x1)` | the FFN's output (0.1.0's `parallel`) |
 | `block_output` | the block output `h` | `h` |
 
-Adapters given explicit `target_modules` that are not blocks of a known family use two module-level sites on the
-module they name: `module_output` (reads and adds to its output) and `module_parallel` (reads its input, adds to its
-output).
+With several adapters active at once, each site adds the sum of their outputs (all read the same input), and
+`ffn_parallel` adds before `block_output` reads. Adapters given explicit `target_modules` that are not blocks of a
+known family use two module-level sites on the module they name: `module_output` (reads and adds to its output) and
+`module_parallel` (reads its input, adds to its output).
 """
 
 from __future__ import annotations

@@ -10,8 +10,15 @@ import pytest
 import torch
 from peft import AutoPeftModel, PeftConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file, save_file
-from tiny_models import IMAGE_SIZE, one_thread, pixel_values, tiny_vit  # noqa: F401
-from transformers import AutoModelForImageClassification, ViTForImageClassification, ViTImageProcessor, pipeline
+from tiny_models import IMAGE_SIZE, TINY, one_thread, pixel_values, tiny_vit  # noqa: F401
+from transformers import (
+    AutoModelForImageClassification,
+    DeiTConfig,
+    DeiTForImageClassification,
+    ViTForImageClassification,
+    ViTImageProcessor,
+    pipeline,
+)
 
 from hf_vit_adapter import AdapterConfig
 
@@ -24,8 +31,10 @@ def _save_base(folder: Path, **overrides) -> Path:
     return folder
 
 
-def _save_adapter(folder: Path, base: Path, config: AdapterConfig, seed: int = 0) -> Path:
-    model = get_peft_model(ViTForImageClassification.from_pretrained(base), config)
+def _save_adapter(
+    folder: Path, base: Path, config: AdapterConfig, seed: int = 0, model_class=ViTForImageClassification
+) -> Path:
+    model = get_peft_model(model_class.from_pretrained(base), config)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for parameter in model.parameters():
@@ -42,7 +51,15 @@ def files(tmp_path_factory) -> dict[str, Path]:
     two, four = _save_base(root / "base2"), _save_base(root / "base4", num_hidden_layers=4)
     good = _save_adapter(root / "good", two, AdapterConfig(bottleneck_size=3, placement="houlsby"))
     deep = _save_adapter(root / "deep", four, AdapterConfig(bottleneck_size=3, placement="ffn"))
-    return {"base2": two, "base4": four, "good": good, "deep": deep, "root": root}
+    torch.manual_seed(0)
+    DeiTForImageClassification(DeiTConfig(**TINY, num_labels=3)).save_pretrained(root / "deit_base")
+    deit = _save_adapter(
+        root / "deit",
+        root / "deit_base",
+        AdapterConfig(bottleneck_size=3),
+        model_class=AutoModelForImageClassification,
+    )
+    return {"base2": two, "base4": four, "good": good, "deep": deep, "deit": deit, "root": root}
 
 
 def _variant(files: dict, name: str, source: str = "good", config=None, weights=None) -> Path:
@@ -104,6 +121,12 @@ CASES = {
     "deeper": (dict(source="deep"), "base2", "Likely cause: another depth: the file has adapters in 4 block(s)"),
     # ... and one for 2 blocks onto a 4-block base: half the model's adapters would stay untrained.
     "shallower": (dict(), "base4", "Likely cause: another depth: the file has adapters in 2 block(s)"),
+    # An adapter trained on a DeiT, pointed at a ViT of the same size.
+    "other_base": (
+        dict(source="deit"),
+        "base2",
+        "Likely cause: another base model: the file's adapters sit in modules",
+    ),
     "no_head": (
         dict(weights=lambda t: [t.pop(k) for k in list(t) if ".classifier." in k]),
         "base2",
