@@ -145,5 +145,5 @@ def test_bf16_and_gradient_checkpointing_train_the_adapter(workspace):
     metrics = main(folder_args(workspace, output_dir, bf16="true", gradient_checkpointing="true", max_steps="3"))
     assert "eval_accuracy" in metrics
     weights = load_file(output_dir / "adapter_model.safetensors")
-    up = [value for key, value in weights.items() if "bottleneck_up" in key and key.endswith("weight")]
+    up = [value for key, value in weights.items() if ".bottleneck_" in key and key.endswith(".up.weight")]
     assert up and all(value.abs().sum() > 0 for value in up)  # zero at init: gradients reached every adapter

@@ -176,11 +176,8 @@ def test_clip_checkpoints_become_clip_image_classifiers_with_adapters(tmp_path: 
     model = load_backbone(ModelArguments(model_name_or_path=str(tmp_path)), {0: "a", 1: "b", 2: "c"})
     assert isinstance(model, CLIPForImageClassification) and model.classifier.out_features == 3
     peft_model = add_adapter(model, AdapterArguments(bottleneck_size=4, placement="ffn"))
-    adapted = [
-        name
-        for name, module in peft_model.named_modules()
-        if name.endswith("mlp.fc2") and hasattr(module, "bottleneck_down")
-    ]
-    assert len(adapted) == 2
+    from hf_vit_adapter import adapter_sites
+
+    assert set(adapter_sites(peft_model)) == {(0, "ffn_output"), (1, "ffn_output")}  # the vision tower's two blocks
     logits = peft_model(pixel_values=torch.rand(2, 3, 32, 32)).logits
     assert logits.shape == (2, 3)
