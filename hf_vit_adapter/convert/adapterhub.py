@@ -35,8 +35,6 @@ from transformers import PretrainedConfig
 from transformers.activations import ACT2FN
 
 from ..config import AdapterConfig
-from ..targets import target_modules_for
-from .capabilities import parallel_reads_residual_stream, supports_drop_path, supports_scaling
 from .errors import ConversionError, ConversionWarning
 from .output import (
     SiteTensors,
@@ -118,7 +116,6 @@ _LEGACY_ACTIVATIONS = {"gelu": "gelu_new", "gelu_orig": "gelu"}
 # AdapterHub model types -> the base model type they need.
 _BASE_MODEL_TYPES = {"vit": "vit", "beit": "beit", "clip": "clip", "clip_vision_model": "clip"}
 # Model types whose block module names are those of another type the method knows (transformers >= 5.9).
-_SAME_LAYOUT_AS = {"beit": "vit"}
 # AdapterHub's adapter locations -> our site, per placement.
 _SITES = {
     "houlsby": {"attention_adapters": "attention_output", "output_adapters": "ffn_output"},
@@ -183,7 +180,7 @@ def convert_adapterhub(
     checkpoint = _read_checkpoint(_resolve_source(str(source)))
     config = checkpoint.config
     placement = _placement(config)
-    _check_supported(config, placement)
+    _check_supported(config)
 
     base_id = resolve_base(base_model or checkpoint.meta.get("model_name"))
     base_config = load_base_config(base_id)
@@ -355,30 +352,14 @@ def _placement(config: dict[str, Any]) -> str:
     raise ConversionError(f"Unsupported combination {flags}: the block's residual connection is lost or doubled.")
 
 
-def _check_supported(config: dict[str, Any], placement: str) -> None:
-    """Refuse what the installed method cannot hold exactly (trainable scales, drop-path, AdaptFormer parallel)."""
+def _check_supported(config: dict[str, Any]) -> None:
+    """Refuse a scaling with no exact counterpart here (a float, `"learned"` and `"channel"` map one to one)."""
     scaling = config["scaling"]
     if isinstance(scaling, str):
         if scaling not in ("learned", "channel"):
             raise ConversionError(f"Unsupported setting scaling={scaling!r}.")
-        if not supports_scaling(scaling):
-            raise ConversionError(
-                f"Unsupported setting scaling={scaling!r}: this version of hf_vit_adapter has no trainable "
-                f"{'per-channel ' if scaling == 'channel' else ''}scale; update hf_vit_adapter."
-            )
     elif isinstance(scaling, bool) or not isinstance(scaling, (int, float)):
         raise ConversionError(f"Unsupported setting scaling={scaling!r}.")
-    if config["stochastic_depth"] and not supports_drop_path():
-        raise ConversionError(
-            f"Unsupported setting stochastic_depth={config['stochastic_depth']}: this version of hf_vit_adapter has "
-            "no drop-path on adapters; update hf_vit_adapter."
-        )
-    if placement == "parallel" and not parallel_reads_residual_stream():
-        raise ConversionError(
-            "Unsupported setting is_parallel=True: AdapterHub's parallel adapter reads the residual stream before "
-            "the FFN LayerNorm (AdaptFormer), and this version of hf_vit_adapter's 'parallel' reads the "
-            "LayerNorm's output; update hf_vit_adapter."
-        )
 
 
 def _check_model_types(adapter_type: str, base_config: PretrainedConfig, placement: str) -> None:
@@ -529,7 +510,6 @@ def _adapter_config(
     if config["stochastic_depth"]:
         options["drop_path"] = float(config["stochastic_depth"])
     depth = (base_config.vision_config if base_config.model_type == "clip" else base_config).num_hidden_layers
-    layout = _SAME_LAYOUT_AS.get(base_config.model_type)
     scaling = config["scaling"]
     return AdapterConfig(
         bottleneck_size=int(next(iter(tensors.values()))["down.weight"].shape[0]),
@@ -538,7 +518,6 @@ def _adapter_config(
         scaling=scaling if isinstance(scaling, str) else float(scaling),
         dropout=float(config["dropout"]),
         init_weights=_INIT_WEIGHTS.get(config["init_weights"], True),
-        target_modules=target_modules_for(layout, placement) if layout else None,
         layers_to_transform=None if len(blocks) == depth else blocks,
         modules_to_save=None if has_head else [],  # no head: the base's own, untouched
         **options,

@@ -23,8 +23,8 @@ from transformers import (
 )
 
 from ..heads import classification_head_names
+from ..sites import adapter_sites
 from .errors import ConversionError, ConversionWarning
-from .sites import adapter_sites
 
 # One adapter's tensors by these names: `down.weight`, `down.bias`, `up.weight`, `up.bias` and, for a trainable
 # scale, `scale`.
