@@ -19,6 +19,7 @@ from train_helpers import (
     one_thread,  # noqa: F401 - an autouse fixture
     quick_args,
     read_json,
+    train_run,
     run_cli,
 )
 
@@ -70,7 +71,12 @@ def test_unknown_dataset_in_a_fresh_process(workspace):
 def test_console_script_reads_a_lone_config_file(workspace):
     """`hf-vit-adapter-train recipe.json`, the way recipes run; here the config names a dataset that is not there."""
     config = workspace / "recipe.json"
-    settings = {"dataset_name": str(workspace / "no_such_folder"), "output_dir": "o", "use_cpu": True}
+    settings = {
+        "model_name_or_path": str(workspace / "backbone"),
+        "dataset_name": str(workspace / "no_such_folder"),
+        "output_dir": "o",
+        "use_cpu": True,
+    }
     config.write_text(json.dumps(settings))
     script = shutil.which("hf-vit-adapter-train")
     assert script, "pip install -e . installs the console script"
@@ -118,7 +124,7 @@ def test_unknown_split_and_bad_flags(capsys, workspace):
     # Adapter flags are checked while parsing, before any data is read: the missing folder goes unnoticed.
     fails_with(capsys, run_args(workspace, "o", train_dir="/no/such/folder", placement="sideways"), "`placement`")
     fails_with(capsys, run_args(workspace, "o", train_dir=train, max_train_samples="0"), "--max_train_samples")
-    fails_with(capsys, run_args(workspace, "o", train_dir=train, resume_from_checkpoint="true"), "no checkpoint-*")
+    fails_with(capsys, run_args(workspace, "o", train_dir=train, resume_from_checkpoint="true"), "no complete checkpoint-*")
     fails_with(capsys, run_args(workspace, "o", model_name_or_path=str(workspace / "none"), train_dir=train), "none")
     fails_with(capsys, ["--output_dir", "x"], "--dataset_name", "--train_dir")
 
@@ -136,7 +142,9 @@ def test_corrupt_images_are_skipped_with_a_warning_naming_the_file(caplog, works
     (train / "red" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
     (train / "green" / "truncated.png").write_bytes((train / "green" / "0.png").read_bytes()[:60])
     with caplog.at_level(logging.WARNING, logger="hf_vit_adapter"):
-        metrics = main(run_args(workspace, "skipped", train_dir=str(train), train_val_split="0.25", max_steps="1"))
+        metrics = train_run(
+            run_args(workspace, "skipped", train_dir=str(train), train_val_split="0.25", max_steps="1")
+        )
     skipped = [record.getMessage() for record in caplog.records if "Skipping unreadable image" in record.getMessage()]
     assert len(skipped) == 2
     assert any("red/broken.png" in message for message in skipped)
@@ -168,7 +176,7 @@ def test_string_labels_any_image_mode_and_auto_columns_from_a_local_dataset(work
         workspace / "string_labels", {"img": images, "fine_label": labels, "coarse_label": [0] * 36}, features
     )
     output_dir = workspace / "string_labels_out"
-    metrics = main(run_args(workspace, "string_labels_out", dataset_name=str(folder), max_steps="2"))
+    metrics = train_run(run_args(workspace, "string_labels_out", dataset_name=str(folder), max_steps="2"))
     assert "eval_top5_accuracy" in metrics and 0.0 <= metrics["eval_top5_accuracy"] <= 1.0
     id2label = read_json(output_dir / "adapter_config.json")["id2label"]
     assert [id2label[str(index)] for index in range(6)] == names
