@@ -19,8 +19,8 @@ from train_helpers import (
     one_thread,  # noqa: F401 - an autouse fixture
     quick_args,
     read_json,
-    train_run,
     run_cli,
+    train_run,
 )
 
 from hf_vit_adapter.train import main
@@ -124,7 +124,9 @@ def test_unknown_split_and_bad_flags(capsys, workspace):
     # Adapter flags are checked while parsing, before any data is read: the missing folder goes unnoticed.
     fails_with(capsys, run_args(workspace, "o", train_dir="/no/such/folder", placement="sideways"), "`placement`")
     fails_with(capsys, run_args(workspace, "o", train_dir=train, max_train_samples="0"), "--max_train_samples")
-    fails_with(capsys, run_args(workspace, "o", train_dir=train, resume_from_checkpoint="true"), "no complete checkpoint-*")
+    fails_with(
+        capsys, run_args(workspace, "o", train_dir=train, resume_from_checkpoint="true"), "no complete checkpoint-*"
+    )
     fails_with(capsys, run_args(workspace, "o", model_name_or_path=str(workspace / "none"), train_dir=train), "none")
     fails_with(capsys, ["--output_dir", "x"], "--dataset_name", "--train_dir")
 
