@@ -25,6 +25,7 @@ from train_helpers import (
 )
 
 from hf_vit_adapter.train import main
+from hf_vit_adapter.training.arguments import PROG
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,10 @@ def test_console_script_reads_a_lone_config_file(workspace):
     assert script, "pip install -e . installs the console script"
     result = subprocess.run([script, str(config)], env=offline_env(workspace), capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"error: Cannot load dataset {workspace / 'no_such_folder'}" in result.stderr
+    lines = result.stderr.strip().splitlines()  # one line: no usage, no traceback
+    assert len(lines) == 1 and lines[0].startswith(
+        f"{PROG}: error: Cannot load dataset {workspace / 'no_such_folder'}"
+    )
 
 
 def test_missing_train_dir(capsys, workspace):
