@@ -182,6 +182,8 @@ def train(
         metrics.update(train_metrics)
     if training_args.do_eval:
         eval_metrics = trainer.evaluate()
+        if not training_args.do_train:
+            eval_metrics.pop("epoch", None)  # Trainer's 0: the epochs are the training run's figure
         trainer.log_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
 

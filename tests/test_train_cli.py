@@ -217,6 +217,7 @@ def test_evaluation_only_evaluates_the_trained_adapter_and_keeps_its_card(traine
     assert (evaluated / "README.md").read_bytes() == card
     results = read_json(evaluated / "all_results.json")
     assert results["train_loss"] == metrics["train_loss"] and results["eval_accuracy"] == metrics["eval_accuracy"]
+    assert results["epoch"] == 3.0  # the training run's, not the evaluation's
     # another folder, the base the adapter records (no --model_name_or_path), the adapter given by path
     elsewhere = workspace / "evaluated_elsewhere"
     args = dict(do_train="false", adapter_name_or_path=str(output_dir), model_name_or_path=None)

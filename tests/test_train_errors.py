@@ -224,6 +224,7 @@ def test_flag_mistakes_are_one_line_before_any_data_is_read(capsys, workspace):
     (workspace / "empty_checkpoint").mkdir()
     resume = str(workspace / "empty_checkpoint")
     fails_with(capsys, args(resume_from_checkpoint=resume), "is not a complete checkpoint (no adapter_model")
+    fails_with(capsys, args("empty_checkpoint", do_train="false"), "empty_checkpoint holds none (no adapter_config")
 
 
 def test_report_to_a_logger_that_is_not_installed(capsys, workspace, monkeypatch):

@@ -23,7 +23,13 @@ from hf_vit_adapter.training.arguments import (
     parse_args,
     read_config_file,
 )
-from hf_vit_adapter.training.columns import check_training_classes, drop_unlabelled, ensure_class_labels, find_columns
+from hf_vit_adapter.training.columns import (
+    check_training_classes,
+    drop_unlabelled,
+    ensure_class_labels,
+    find_columns,
+    relabel_to,
+)
 from hf_vit_adapter.training.dataset import select_splits
 from hf_vit_adapter.training.errors import InputError
 from hf_vit_adapter.training.images import to_rgb
@@ -132,6 +138,14 @@ def test_unlabelled_rows_go_and_classes_without_training_images_are_named(caplog
         "4 of the 6 classes have no training images in split 'train', so the head cannot learn them: 1, 2, 3, 4"
         in (caplog.text)
     )
+
+
+def test_an_evaluation_set_is_numbered_as_the_adapters_classes():
+    split, names = ensure_class_labels(dataset_dict(label=["dog", "cat", "dog"]), "label")  # cat 0, dog 1
+    relabelled, adapter_names = relabel_to(split["train"], "label", names, {0: "dog", 1: "bird", 2: "cat"})
+    assert adapter_names == ["dog", "bird", "cat"] and relabelled["label"] == [0, 2, 0]
+    with pytest.raises(InputError, match="classes the adapter was not trained on: cat .it knows 1: dog."):
+        relabel_to(split["train"], "label", names, {0: "dog"})
 
 
 def test_the_validation_split_is_stratified_by_label():

@@ -175,7 +175,8 @@ def load_trained_adapter(adapter: str, adapter_config: PeftConfig, model_args: M
     id2label = {int(index): label for index, label in (adapter_config.id2label or {}).items()}
     model = load_backbone(model_args, id2label, adapter_config.base_model_name_or_path, head_from_adapter=True)
     try:
-        return PeftModel.from_pretrained(model, adapter, cache_dir=model_args.cache_dir, token=model_args.token)
+        with _quiet_peft():
+            return PeftModel.from_pretrained(model, adapter, cache_dir=model_args.cache_dir, token=model_args.token)
     except (OSError, ValueError, RuntimeError) as error:
         raise InputError(f"Cannot load the adapter {adapter}: {_first_line(error)}") from None
 
