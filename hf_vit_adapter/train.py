@@ -121,6 +121,8 @@ def train(
         image_column, label_column = find_columns(dataset, data_args.image_column_name, data_args.label_column_name)
         dataset = drop_unlabelled(dataset, label_column)
         dataset, labels = ensure_class_labels(dataset, label_column)
+        if checkpoint is not None:
+            check_checkpoint_labels(checkpoint, dict(enumerate(labels)))
         train_split, eval_split = select_splits(dataset, data_args, training_args.seed, label_column)
         if training_args.do_train:
             check_training_classes(train_split, label_column, labels, data_args.train_split_name)
@@ -132,8 +134,6 @@ def train(
                 eval_split, labels = relabel_to(eval_split, label_column, labels, trained_adapter.id2label or {})
             eval_split = usable_images(eval_split, image_column, "evaluation", data_args)
     id2label = dict(enumerate(labels))
-    if checkpoint is not None:
-        check_checkpoint_labels(checkpoint, id2label)
 
     # The model: a backbone with a fresh head and the adapter, both drawn from --seed; or the trained adapter.
     if training_args.full_determinism:

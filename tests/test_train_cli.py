@@ -161,10 +161,12 @@ def test_resuming_a_finished_run_reports_that_run(trained, workspace, caplog):
 
 
 def test_the_same_seed_gives_the_same_adapter_and_a_local_base_is_recorded_absolute(workspace, monkeypatch):
-    """The head and the adapters are drawn after seeding; the base is typed relative to the working folder."""
+    """The head and the adapters are drawn after seeding, and each image's augmentation from (seed, epoch, index),
+    whichever dataloader worker makes it; the base is typed relative to the working folder."""
     monkeypatch.chdir(workspace)
-    for name in ("seeded_a", "seeded_b"):
-        train_run(quick_args(Path("backbone"), workspace / name, train_dir="train", max_steps="2", do_eval="false"))
+    for name, workers in (("seeded_a", "0"), ("seeded_b", "2")):  # augmentation does not hang on the workers
+        args = dict(train_dir="train", max_steps="2", do_eval="false", dataloader_num_workers=workers)
+        train_run(quick_args(Path("backbone"), workspace / name, **args))
     first, second = (load_file(workspace / name / "adapter_model.safetensors") for name in ("seeded_a", "seeded_b"))
     assert first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
     assert read_json(workspace / "seeded_a" / "adapter_config.json")["base_model_name_or_path"] == str(
