@@ -17,7 +17,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import transformers
@@ -64,6 +64,9 @@ from .training.transforms import (
     image_geometry,
     train_augmentation,
 )
+
+if TYPE_CHECKING:
+    from .sharing.preflight import PushTarget
 
 logger = logging.getLogger(__name__)
 
@@ -232,7 +235,7 @@ def hold_back_hub_push(training_args: TrainingArguments) -> tuple[bool, str | No
 
 def check_push(
     model_args: ModelArguments, training_args: TrainingArguments, hub_token: str | None, adapter_source: str | None
-):
+) -> PushTarget:
     """Everything a push at the end needs, checked now: a base others can download, a token, a writable repo."""
     from .sharing.preflight import check_push_access
 
@@ -299,7 +302,7 @@ def save_run(
     training_args: TrainingArguments,
     metrics: dict[str, float],
     id2label: dict[int, str],
-    push_target: Any,
+    push_target: PushTarget | None,
 ) -> None:
     """Write the adapter, image processor, trainer state, results and card into a staging folder beside
     `--output_dir`, then swap them in at once (every process calls this; the main one writes)."""
@@ -353,7 +356,7 @@ def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=4, sort_keys=True) + "\n")
 
 
-def push(output_dir: str, target: Any, training_args: TrainingArguments, hub_token: str | None) -> None:
+def push(output_dir: str, target: PushTarget, training_args: TrainingArguments, hub_token: str | None) -> None:
     from .sharing import push_adapter_to_hub
 
     push_adapter_to_hub(output_dir, target.repo_id, private=training_args.hub_private_repo, token=hub_token)

@@ -182,3 +182,23 @@ def test_cli_push_problems_are_one_line_before_any_data(
     assert hub.state.repo("tester/x") is None and hub.state.repo("someone-else/x") is None
     monkeypatch.delenv("HF_TOKEN")
     fails_with({**hub_base, "hub_model_id": "tester/x"}, "--push_to_hub needs a Hub token")
+
+
+def test_cli_evaluates_a_pushed_adapter_by_its_hub_id(hub: Hub, cli_run: dict, dataset_repo: str, tmp_path: Path):
+    """`--do_train false --adapter_name_or_path user/repo`: adapter, head, image processor and base from the Hub."""
+    flags = {
+        "adapter_name_or_path": cli_run["repo_id"],
+        "dataset_name": dataset_repo,
+        "output_dir": str(tmp_path / "evaluation"),
+        "do_train": "false",
+        "report_to": "none",
+        "use_cpu": "true",
+        "disable_tqdm": "true",
+    }
+    command = [sys.executable, "-m", "hf_vit_adapter.train", *(x for k, v in flags.items() for x in (f"--{k}", v))]
+    result = subprocess.run(command, env=hub.env(tmp_path / "hf_home"), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    evaluated = json.loads((tmp_path / "evaluation" / "eval_results.json").read_text())
+    trained = json.loads((cli_run["output_dir"] / "eval_results.json").read_text())
+    assert evaluated["eval_accuracy"] == trained["eval_accuracy"]
+    assert evaluated["eval_loss"] == pytest.approx(trained["eval_loss"], rel=1e-5)

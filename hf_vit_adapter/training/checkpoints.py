@@ -81,8 +81,8 @@ def resolve_checkpoint(requested: str | None, output_dir: str) -> Path | None:
     if requested.lower() in ("true", "last", "latest"):
         last = newest_complete_checkpoint(Path(output_dir))
         if last is None:
-            found = [folder.name for folder in _checkpoints(Path(output_dir))]
-            detail = f" (only incomplete ones: {', '.join(sorted(found, key=_sort_key))})" if found else ""
+            found = [folder.name for folder in earlier_checkpoints(Path(output_dir))]
+            detail = f" (only incomplete ones: {', '.join(found)})" if found else ""
             raise InputError(
                 f"--resume_from_checkpoint {requested}: no complete checkpoint-* folder in {output_dir}{detail}."
             )
@@ -126,6 +126,7 @@ def check_checkpoint_labels(checkpoint: Path, id2label: dict[int, str]) -> None:
 
 
 def earlier_checkpoints(output_dir: Path) -> list[Path]:
+    """The `checkpoint-N` folders of `output_dir`, oldest first, complete or not."""
     return sorted(_checkpoints(output_dir), key=_step)
 
 
@@ -137,10 +138,6 @@ def _checkpoints(output_dir: Path) -> list[Path]:
 
 def _step(folder: Path) -> int:
     return int(_CHECKPOINT.match(folder.name).group(1))
-
-
-def _sort_key(name: str) -> int:
-    return int(_CHECKPOINT.match(name).group(1))
 
 
 def _read_json(path: Path) -> dict | None:
