@@ -164,8 +164,10 @@ def test_the_same_seed_gives_the_same_adapter_and_a_local_base_is_recorded_absol
     """The head and the adapters are drawn after seeding, and each image's augmentation from (seed, epoch, index),
     whichever dataloader worker makes it; the base is typed relative to the working folder."""
     monkeypatch.chdir(workspace)
-    for name, workers in (("seeded_a", "0"), ("seeded_b", "2")):  # augmentation does not hang on the workers
-        args = dict(train_dir="train", max_steps="2", do_eval="false", dataloader_num_workers=workers)
+    # 7 steps reach the second epoch, which persistent workers must learn of to draw new augmentations
+    workers = {"seeded_a": {}, "seeded_b": {"dataloader_num_workers": "2", "dataloader_persistent_workers": "true"}}
+    for name, loading in workers.items():
+        args = dict(train_dir="train", max_steps="7", do_eval="false", **loading)
         train_run(quick_args(Path("backbone"), workspace / name, **args))
     first, second = (load_file(workspace / name / "adapter_model.safetensors") for name in ("seeded_a", "seeded_b"))
     assert first.keys() == second.keys() and all(torch.equal(first[key], second[key]) for key in first)
