@@ -264,3 +264,15 @@ def test_the_load_summary_keeps_real_surprises_loud(caplog):
         "odd.weight); is this the checkpoint you meant?"
     )
     assert "a new 3-way classification head" in messages[1] and "1 checkpoint weights" in messages[1]
+
+
+def test_non_finite_trained_weights_are_named():
+    from hf_vit_adapter.training.trainer import non_finite_parameters
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    assert non_finite_parameters(model) == []
+    with torch.no_grad():
+        model[1].bias[0] = float("inf")
+        model[0].weight[0, 0] = float("nan")
+    model[0].weight.requires_grad_(False)  # frozen weights are the base's business, not the run's
+    assert non_finite_parameters(model) == ["1.bias"]
