@@ -103,7 +103,8 @@ def train(
     checkpoint, trained_adapter, adapter_source = None, None, None
     if training_args.do_train:
         checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, output_dir)
-        check_output_dir(output_dir, overwrite=training_args.overwrite_output_dir, resuming=checkpoint is not None)
+        continues = checkpoint is not None and checkpoint.resolve().parent == Path(output_dir).resolve()
+        check_output_dir(output_dir, overwrite=training_args.overwrite_output_dir, resuming=continues)
         model_args.model_name_or_path = resolve_base(model_args.model_name_or_path or DEFAULT_BASE)
         image_processor = load_image_processor(model_args)
         settings = check_adapter_fits(load_model_config(model_args), adapter_args, image_geometry(image_processor))

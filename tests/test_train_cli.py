@@ -201,6 +201,10 @@ def test_a_finished_run_is_replaced_only_with_overwrite_output_dir(trained, work
         main(folder_args(workspace, replaced, bottleneck_size="8", max_steps="2"))
     assert exit_info.value.code == 2
     assert "--overwrite_output_dir to replace it" in capsys.readouterr().err
+    # resuming another folder's checkpoint does not continue the run in this one
+    with pytest.raises(SystemExit):
+        main(folder_args(workspace, replaced, resume_from_checkpoint=str(output_dir / "checkpoint-12")))
+    assert "it holds an earlier run" in capsys.readouterr().err
     assert {name: (replaced / name).read_bytes() for name in RUN_FILES} == before
     args = folder_args(workspace, replaced, bottleneck_size="8", max_steps="2", save_strategy="steps", save_steps="1")
     train_run([*args, "--overwrite_output_dir"])
