@@ -55,7 +55,7 @@ from .training.outputs import (
     stage,
     staging_folder,
 )
-from .training.trainer import AdapterTrainer, non_finite_parameters
+from .training.trainer import AdapterTrainer, check_finite_weights
 from .training.transforms import (
     SeededAugmentation,
     batch_transform,
@@ -113,9 +113,10 @@ def train(
     else:
         adapter_source = model_args.adapter_name_or_path or output_dir
         trained_adapter = read_adapter_config(adapter_source, model_args)
-        model_args.model_name_or_path = resolve_base(
-            model_args.model_name_or_path or trained_adapter.base_model_name_or_path
-        )
+        base = model_args.model_name_or_path or trained_adapter.base_model_name_or_path
+        if base is None:
+            raise InputError(f"The adapter {adapter_source} records no base model; pass --model_name_or_path.")
+        model_args.model_name_or_path = resolve_base(base)
         image_processor = evaluation_image_processor(model_args, adapter_source)
     push_target = check_push(model_args, training_args, hub_token, adapter_source) if push_to_hub else None
 
@@ -174,13 +175,7 @@ def train(
         if training_args.overwrite_output_dir and checkpoint is None and trainer.is_world_process_zero():
             remove_earlier_checkpoints(output_dir)
         result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint is not None else None)
-        diverged = non_finite_parameters(model)
-        if diverged:
-            raise TrainingDiverged(
-                f"{len(diverged)} trained tensors hold NaN or infinite values (e.g. {diverged[0]}): training "
-                f"diverged. Nothing of this run was saved as its result; lower --learning_rate "
-                f"(now {training_args.learning_rate:g})."
-            )
+        check_finite_weights(model, training_args.learning_rate)
         train_metrics = run_train_metrics(result.metrics, trainer, checkpoint)
         trainer.log_metrics("train", train_metrics)
         metrics.update(train_metrics)

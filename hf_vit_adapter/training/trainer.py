@@ -113,3 +113,13 @@ def non_finite_parameters(model: torch.nn.Module) -> list[str]:
         for name, parameter in model.named_parameters()
         if parameter.requires_grad and not torch.isfinite(parameter).all()
     ]
+
+
+def check_finite_weights(model: torch.nn.Module, learning_rate: float) -> None:
+    """The last guard before a trained adapter is saved and carded: its weights must be numbers."""
+    diverged = non_finite_parameters(model)
+    if diverged:
+        raise TrainingDiverged(
+            f"{len(diverged)} trained tensors hold NaN or infinite values (e.g. {diverged[0]}): training diverged. "
+            f"Nothing of this run was saved as its result; lower --learning_rate (now {learning_rate:g})."
+        )
