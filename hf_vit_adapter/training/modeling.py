@@ -171,9 +171,10 @@ def read_adapter_config(adapter: str, model_args: ModelArguments) -> PeftConfig:
 
 
 def load_trained_adapter(adapter: str, adapter_config: PeftConfig, model_args: ModelArguments) -> PeftModel:
-    """The base the adapter records, with the adapter and its trained head loaded on it."""
+    """The base (`--model_name_or_path`, by default the one the adapter records) with the adapter and its trained
+    head loaded on it."""
     id2label = {int(index): label for index, label in (adapter_config.id2label or {}).items()}
-    model = load_backbone(model_args, id2label, adapter_config.base_model_name_or_path, head_from_adapter=True)
+    model = load_backbone(model_args, id2label, head_from_adapter=True)
     try:
         with _quiet_peft():
             return PeftModel.from_pretrained(model, adapter, cache_dir=model_args.cache_dir, token=model_args.token)
