@@ -23,7 +23,13 @@ from hf_vit_adapter.training.arguments import (
     parse_args,
     read_config_file,
 )
-from hf_vit_adapter.training.columns import ensure_class_labels, find_columns
+from hf_vit_adapter.training.columns import (
+    check_training_classes,
+    drop_unlabelled,
+    ensure_class_labels,
+    find_columns,
+    relabel_to,
+)
 from hf_vit_adapter.training.dataset import select_splits
 from hf_vit_adapter.training.errors import InputError
 from hf_vit_adapter.training.images import to_rgb
@@ -71,6 +77,25 @@ def test_a_yaml_config_and_command_line_flags_give_the_same_arguments(tmp_path: 
     assert from_yaml[3].learning_rate == from_flags[3].learning_rate and from_yaml[3].bf16 == from_flags[3].bf16
 
 
+def test_flags_after_a_config_file_override_it(tmp_path: Path):
+    """How users adapt a recipe: the file first, then the flags that differ, typed as flags always are."""
+    recipe_file = str(REPO_ROOT / "examples" / "cifar100_vit-b16-in21k.json")
+    args = [recipe_file, "--output_dir", str(tmp_path / "x"), "--bf16", "false", "--per_device_train_batch_size"]
+    model_args, data_args, adapter_args, training_args = parse_args([*args, "16", "--use_cpu"])
+    recipe = json.loads(Path(recipe_file).read_text())
+    assert training_args.output_dir == str(tmp_path / "x") and training_args.bf16 is False and training_args.use_cpu
+    assert training_args.per_device_train_batch_size == 16
+    assert training_args.learning_rate == recipe["learning_rate"] and adapter_args.bottleneck_size == 10
+    assert (
+        data_args.dataset_name == recipe["dataset_name"]
+        and model_args.model_name_or_path == BACKBONES["vit-b16-in21k"]
+    )
+    with pytest.raises(InputError, match="unrecognized arguments: --version"):
+        parse_args([recipe_file, "--version"])
+    with pytest.raises(InputError, match="argument --bottleneck_size/--bottleneck-size: invalid int value: 'x'"):
+        parse_args([recipe_file, "--bottleneck_size", "x"])
+
+
 def test_cli_defaults_train_evaluate_and_log_to_tensorboard():
     _, _, _, training_args = parse_args(["--train_dir", "x", "--output_dir", "o"])
     assert training_args.do_train and training_args.do_eval and not training_args.remove_unused_columns
@@ -102,6 +127,38 @@ def test_labels_become_class_labels():
         ensure_class_labels(dataset_dict(label=[0.5, 1.0]), "label")
     with pytest.raises(InputError, match="not categorical"):
         ensure_class_labels(dataset_dict(label=[-1, 1]), "label")
+
+
+def test_unlabelled_rows_go_and_classes_without_training_images_are_named(caplog):
+    strings = drop_unlabelled(dataset_dict(label=["b", None, "a", None]), "label")
+    assert strings["train"]["label"] == ["b", "a"] and "Dropped 2 of the 4 rows of split 'train'" in caplog.text
+    sparse, names = ensure_class_labels(dataset_dict(label=[0, 5, 0, 5]), "label")
+    check_training_classes(sparse["train"], "label", names, "train")
+    assert (
+        "4 of the 6 classes have no training images in split 'train', so the head cannot learn them: 1, 2, 3, 4"
+        in (caplog.text)
+    )
+
+
+def test_an_evaluation_set_is_numbered_as_the_adapters_classes():
+    split, names = ensure_class_labels(dataset_dict(label=["dog", "cat", "dog"]), "label")  # cat 0, dog 1
+    relabelled, adapter_names = relabel_to(split["train"], "label", names, {0: "dog", 1: "bird", 2: "cat"})
+    assert adapter_names == ["dog", "bird", "cat"] and relabelled["label"] == [0, 2, 0]
+    with pytest.raises(InputError, match="classes the adapter was not trained on: cat .it knows 1: dog."):
+        relabel_to(split["train"], "label", names, {0: "dog"})
+
+
+def test_the_validation_split_is_stratified_by_label():
+    """Four images of each of three classes, a quarter held out: one of each class, whatever the seed."""
+    labelled = Dataset.from_dict({"label": [0, 1, 2] * 4}, Features({"label": ClassLabel(names=["a", "b", "c"])}))
+    for seed in range(5):
+        train, evaluation = select_splits(
+            DatasetDict({"train": labelled}),
+            DataTrainingArguments(dataset_name="d", train_val_split=0.25),
+            seed,
+            "label",
+        )
+        assert sorted(evaluation["label"]) == [0, 1, 2] and sorted(train["label"]) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
 
 
 def test_validation_is_carved_from_train_and_samples_are_capped():
@@ -164,7 +221,7 @@ def test_shipped_accuracy_metric_reports_top1_and_top5_offline():
     assert metric.compute(predictions=[1, 0], references=[1, 1]) == {"accuracy": 0.5}
 
 
-def test_clip_checkpoints_become_clip_image_classifiers_with_adapters(tmp_path: Path):
+def test_clip_checkpoints_become_clip_image_classifiers_with_adapters(tmp_path: Path, caplog, capfd):
     from transformers import CLIPConfig, CLIPForImageClassification, CLIPModel
 
     from hf_vit_adapter.training.arguments import AdapterArguments, ModelArguments
@@ -173,11 +230,46 @@ def test_clip_checkpoints_become_clip_image_classifiers_with_adapters(tmp_path: 
     text = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, vocab_size=99)
     vision = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37, image_size=32)
     CLIPModel(CLIPConfig(text_config=text, vision_config={**vision, "patch_size": 8})).save_pretrained(tmp_path)
+    capfd.readouterr()
     model = load_backbone(ModelArguments(model_name_or_path=str(tmp_path)), {0: "a", 1: "b", 2: "c"})
     assert isinstance(model, CLIPForImageClassification) and model.classifier.out_features == 3
+    # the unused text tower and the new head in one line, instead of transformers' report of every key
+    assert "LOAD REPORT" not in capfd.readouterr().err
+    loaded = [record.getMessage() for record in caplog.records if record.getMessage().startswith("Loaded")]
+    assert len(loaded) == 1 and "a new 3-way classification head" in loaded[0]
+    assert "checkpoint weights the classifier does not use (text tower, pooler)" in loaded[0]
     peft_model = add_adapter(model, AdapterArguments(bottleneck_size=4, placement="ffn"))
     from hf_vit_adapter import adapter_sites
 
     assert set(adapter_sites(peft_model)) == {(0, "ffn_output"), (1, "ffn_output")}  # the vision tower's two blocks
     logits = peft_model(pixel_values=torch.rand(2, 3, 32, 32)).logits
     assert logits.shape == (2, 3)
+
+
+def test_the_load_summary_keeps_real_surprises_loud(caplog):
+    from hf_vit_adapter.training.modeling import _report_loading
+
+    info = {
+        "missing_keys": {"classifier.weight", "vit.layers.0.mlp.fc2.weight"},
+        "unexpected_keys": {"text_model.embeddings.weight", "odd.weight"},
+        "mismatched_keys": {("classifier.bias", (2,), (3,))},
+    }
+    _report_loading("base", info, 3, head_from_adapter=False)
+    messages = [record.getMessage() for record in caplog.records]
+    assert messages[0] == (
+        "Loading base: 2 weights were not where the model expects them (e.g. vit.layers.0.mlp.fc2.weight, "
+        "odd.weight); is this the checkpoint you meant?"
+    )
+    assert "a new 3-way classification head" in messages[1] and "1 checkpoint weights" in messages[1]
+
+
+def test_non_finite_trained_weights_are_named():
+    from hf_vit_adapter.training.trainer import non_finite_parameters
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    assert non_finite_parameters(model) == []
+    with torch.no_grad():
+        model[1].bias[0] = float("inf")
+        model[0].weight[0, 0] = float("nan")
+    model[0].weight.requires_grad_(False)  # frozen weights are the base's business, not the run's
+    assert non_finite_parameters(model) == ["1.bias"]

@@ -1,7 +1,9 @@
 """The CLI's argument dataclasses, parsed with `HfArgumentParser` together with `TrainingArguments`.
 
-As in transformers' `run_image_classification.py`, the same arguments come from the command line or from one
-`.json` / `.yaml` file, so a recipe in `examples/` is just the flags written down.
+As in transformers' `run_image_classification.py`, the same arguments come from the command line or from a `.json` /
+`.yaml` file, so a recipe in `examples/` is just the flags written down. A config file may be followed by flags,
+which override it (`hf-vit-adapter-train recipe.json --output_dir x --bf16 false`). Every mistake a parser can see (an
+unknown flag, a value of the wrong type, a batch size of 0) is an `InputError`, answered in one line.
 """
 
 from __future__ import annotations
@@ -16,20 +18,25 @@ from typing import Any
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
+from transformers.integrations import get_available_reporting_integrations
 
 from ..config import PLACEMENTS, AdapterConfig
 from .errors import InputError
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+PROG = "hf-vit-adapter-train"
 
 
 @dataclass
 class ModelArguments:
     """Which backbone and image processor to start from."""
 
-    model_name_or_path: str = field(
-        default="google/vit-base-patch16-224-in21k",
-        metadata={"help": "Backbone checkpoint: a Hub id or a local folder (CLIP checkpoints get CLIP's classifier)."},
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Backbone checkpoint: a Hub id or a local folder (CLIP checkpoints get CLIP's classifier). "
+            "Default: google/vit-base-patch16-224-in21k; with --do_train false, the base the adapter records."
+        },
     )
     image_processor_name: str | None = field(
         default=None, metadata={"help": "Image processor to take size, mean and std from. Defaults to the model's."}
@@ -38,6 +45,19 @@ class ModelArguments:
     model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the checkpoint."})
     token: str | None = field(default=None, metadata={"help": "Hub token for private models or datasets."})
     license: str | None = field(default=None, metadata={"help": "License written into the adapter's model card."})
+    base_model_id: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub id (org/name) of the backbone when --model_name_or_path is a local copy of it; it goes into "
+            "adapter_config.json and the model card, so the adapter loads anywhere. Needed to push with a local base."
+        },
+    )
+    adapter_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Trained adapter to evaluate with --do_train false: a folder or a Hub id. Default: --output_dir."
+        },
+    )
 
 
 @dataclass
@@ -76,7 +96,7 @@ class AdapterArguments:
                 target_modules=self.target_modules,
                 layers_to_transform=self.layers_to_transform,
             )
-        except ValueError as error:
+        except (ValueError, TypeError) as error:
             raise InputError(str(error)) from None
 
 
@@ -134,36 +154,99 @@ class DataTrainingArguments:
                 raise InputError(f"--{name} must be at least 1, got {value}.")
 
 
-ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, AdapterArguments, TrainingArguments)
+@dataclass
+class AdapterTrainingArguments(TrainingArguments):
+    """`TrainingArguments`, checked for values `Trainer` would only stumble on later, plus `--overwrite_output_dir`.
+
+    transformers 5 dropped `overwrite_output_dir` (resuming took its place), so nothing guarded a finished run any
+    more; the CLI brings the flag back, with the meaning users of the earlier examples know.
+    """
+
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Train into a non-empty --output_dir, replacing the run there (its checkpoints are deleted "
+            "when training starts; its adapter, card and results are replaced when the new run is saved)."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise InputError(f"--{name} must be at least 1, got {getattr(self, name)}.")
+        if self.learning_rate < 0:
+            raise InputError(f"--learning_rate must be >= 0, got {self.learning_rate}.")
+        if self.output_dir is not None and os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
+            raise InputError(f"--output_dir {self.output_dir} is a file, not a folder.")
+        missing = sorted(set(self.report_to or []) - {"all", "none"} - set(get_available_reporting_integrations()))
+        if missing:
+            raise InputError(
+                f"--report_to {' '.join(missing)}: not installed (e.g. `pip install {missing[0]}`); "
+                "pass --report_to none to log nowhere."
+            )
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataTrainingArguments, AdapterArguments, AdapterTrainingArguments)
 
 
 def cli_defaults() -> dict[str, Any]:
     """Defaults that differ from `TrainingArguments`' own: train and evaluate unless told not to, keep the image
-    column for the transforms, and log to TensorBoard when it is installed."""
-    defaults: dict[str, Any] = {"do_train": True, "do_eval": True, "remove_unused_columns": False}
+    column for the transforms, log to TensorBoard when it is installed, and tell DDP that every trainable parameter
+    (adapters and head) is used in each step, which spares it a search and a warning."""
+    defaults: dict[str, Any] = {
+        "do_train": True,
+        "do_eval": True,
+        "remove_unused_columns": False,
+        "ddp_find_unused_parameters": False,
+    }
     if importlib.util.find_spec("tensorboard") is not None:
         defaults["report_to"] = ["tensorboard"]
     return defaults
 
 
+class ArgumentParser(HfArgumentParser):
+    """`HfArgumentParser` whose errors are `InputError`s (one line, exit code 2) instead of a usage dump."""
+
+    def __init__(self) -> None:
+        super().__init__(ARGUMENT_CLASSES, prog=PROG)
+
+    def error(self, message: str):
+        raise InputError(message)
+
+
 def make_parser() -> HfArgumentParser:
-    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    parser = ArgumentParser()
     parser.set_defaults(**cli_defaults())
     return parser
 
 
 def parse_args(
     args: list[str] | None = None,
-) -> tuple[ModelArguments, DataTrainingArguments, AdapterArguments, TrainingArguments]:
-    """Parse `args` (default: `sys.argv[1:]`); a single `.json` / `.yaml` path is read as a config file."""
+) -> tuple[ModelArguments, DataTrainingArguments, AdapterArguments, AdapterTrainingArguments]:
+    """Parse `args` (default: `sys.argv[1:]`). A leading `.json` / `.yaml` path is a config file; flags after it
+    override its values. Unknown flags or config keys are named before any argument is checked."""
     parser = make_parser()
     args = sys.argv[1:] if args is None else list(args)
     try:
-        if len(args) == 1 and args[0].endswith(CONFIG_SUFFIXES):
-            return tuple(parser.parse_dict({**cli_defaults(), **read_config_file(args[0])}))
+        if args and args[0].endswith(CONFIG_SUFFIXES):
+            parser.set_defaults(**known_settings(parser, read_config_file(args[0]), args[0]))
+            args = args[1:]
+        _, unknown = parser.parse_known_args(args)
+        if unknown:
+            raise InputError(f"unrecognized arguments: {' '.join(unknown)} (see {PROG} --help)")
         return tuple(parser.parse_args_into_dataclasses(args=args))
     except (InputError, ValueError, TypeError) as error:
         raise InputError(str(error)) from None
+
+
+def known_settings(parser: HfArgumentParser, settings: dict[str, Any], path: str) -> dict[str, Any]:
+    """`settings` after checking that each names an argument; the values are then typed as flags would be."""
+    known = {action.dest for action in parser._actions}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise InputError(f"Config file {path} sets unknown arguments: {', '.join(unknown)}.")
+    return settings
 
 
 def read_config_file(path: str) -> dict[str, Any]:
