@@ -71,6 +71,7 @@ def training_flags(backbone: Path, train: Path, validation: Path, output_dir: Pa
         "use_cpu": True,
         "dataloader_num_workers": 0,
         "seed": 0,
+        "overwrite_output_dir": True,  # the demo owns its workdir: a second run replaces the first
     }
     return [item for key, value in flags.items() for item in (f"--{key}", str(value))]
 
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     import torch
     from transformers import pipeline
 
-    from .train import main as train_main
+    from .train import train as run_training
+    from .training.arguments import parse_args
 
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(1)  # the demo's matrices are tiny: a second thread costs more than it brings
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"Built a randomly initialised tiny ViT from {DEMO_MODEL / 'config.json'} at {backbone}.")
 
     # Flags given on the command line come last, so they win over the demo's.
-    metrics = train_main(training_flags(backbone, train, validation, output_dir) + extra_flags)
+    metrics = run_training(*parse_args(training_flags(backbone, train, validation, output_dir) + extra_flags))
 
     sample = next(iter(sorted((validation / "7").glob("*.png"))))
     classifier = pipeline("image-classification", model=str(output_dir), device="cpu")

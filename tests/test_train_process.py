@@ -131,7 +131,7 @@ def test_a_kill_during_the_final_save_keeps_the_earlier_run(finished, workspace)
     assert not staging_folder(output_dir).exists()
     assert read_json(output_dir / "adapter_config.json")["bottleneck_size"] == 8
     with safe_open(str(output_dir / "adapter_model.safetensors"), framework="pt") as weights:
-        shapes = {weights.get_slice(key).get_shape()[0] for key in weights.keys() if "bottleneck_down" in key}
+        shapes = {weights.get_slice(key).get_shape()[0] for key in weights.keys() if key.endswith(".down.weight")}
     assert shapes == {8}
 
 
