@@ -36,6 +36,7 @@ from .transforms import ImageGeometry
 
 logger = logging.getLogger(__name__)
 
+
 def _hub_kwargs(model_args: ModelArguments) -> dict:
     return {"cache_dir": model_args.cache_dir, "revision": model_args.model_revision, "token": model_args.token}
 
