@@ -116,7 +116,7 @@ class AdapterConfig(PeftConfig):
     )
     layers_to_transform: list[int] | int | None = field(
         default=None,
-        metadata={"help": "Indices of the blocks to adapt, counted across the model (Swin: across stages). None: all"},
+        metadata={"help": "Indices of the blocks to adapt, counted across the model (Swin: across its stages)."},
     )
     layers_pattern: list[str] | str | None = field(
         default=None, metadata={"help": "Name of the block ModuleList, used with layers_to_transform."}
