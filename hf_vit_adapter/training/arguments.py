@@ -136,7 +136,11 @@ class AdapterArguments:
         default=None, metadata={"help": "Module names to adapt. Default: resolved from the model type and placement."}
     )
     layers_to_transform: list[int] | None = field(
-        default=None, metadata={"help": "Indices of the blocks to adapt. Default: every block."}
+        default=None,
+        metadata={
+            "help": "Indices of the blocks to adapt, counted across the model (Swin: across its stages). "
+            "Default: every block."
+        },
     )
 
     def __post_init__(self) -> None:
