@@ -71,9 +71,12 @@ class AdapterConfig(PeftConfig):
             model gets the sites of `placement`; any other module (an `nn.Linear` or a module that holds them) gets
             one adapter on its output.
         layers_to_transform (`Optional[Union[list[int], int]]`):
-            Only adapt the blocks with these indices. `None` adapts every block.
+            Only adapt the blocks with these indices. `None` adapts every block. On the models resolved without
+            `target_modules`, blocks are counted as `adapter_sites` counts them: in module order from 0, Swin's
+            across its stages (its block `M` of stage `N` comes after every block of the earlier stages).
         layers_pattern (`Optional[Union[list[str], str]]`):
-            Name of the `nn.ModuleList` that holds the blocks, used with `layers_to_transform` on unknown models.
+            Name of the `nn.ModuleList` that holds the blocks, used with `layers_to_transform` on unknown models; when
+            given, indices count within that list, as in PEFT (on Swin, `"layers"` are its stages).
         modules_to_save (`Optional[list[str]]`):
             Modules besides the adapters that are trained and saved. `None` means the classification head when the
             model has one, so a trained head travels with the adapter.
@@ -112,7 +115,8 @@ class AdapterConfig(PeftConfig):
         },
     )
     layers_to_transform: list[int] | int | None = field(
-        default=None, metadata={"help": "Indices of the blocks to adapt. None adapts every block."}
+        default=None,
+        metadata={"help": "Indices of the blocks to adapt, counted across the model (Swin: across its stages)."},
     )
     layers_pattern: list[str] | str | None = field(
         default=None, metadata={"help": "Name of the block ModuleList, used with layers_to_transform."}

@@ -33,6 +33,7 @@ from transformers.activations import ACT2FN
 
 from .config import AdapterConfig
 from .sites import PLACEMENT_SITES, SCALE_PARAMETER_NAME, SITES, module_site
+from .stochastic_depth import drop_path
 from .targets import BlockLayout
 
 Plan = tuple[tuple[str, tuple[int, ...] | None], ...]
@@ -79,19 +80,12 @@ class Bottleneck(nn.Module):
         hidden = source.to(self.down.weight.dtype) if source.dtype != self.down.weight.dtype else source
         delta = self.up(self.dropout(self.act(self.down(hidden))))
         if self.training and self.drop_path > 0:
-            delta = _drop_path(delta, self.drop_path)
+            delta = drop_path(delta, self.drop_path)
         if self.scale is not None:
             delta = delta * self.scale
         elif self.scaling != 1.0:
             delta = delta * self.scaling
         return delta.to(source.dtype)
-
-
-def _drop_path(delta: torch.Tensor, probability: float) -> torch.Tensor:
-    """Zero each sample's adapter output with `probability`, scaling the kept ones by `1 / (1 - probability)`."""
-    keep = 1.0 - probability
-    mask = delta.new_empty((delta.shape[0],) + (1,) * (delta.ndim - 1)).bernoulli_(keep)
-    return delta * mask / keep
 
 
 def _split_output(output: Any) -> tuple[torch.Tensor, tuple | None]:

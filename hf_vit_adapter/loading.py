@@ -13,14 +13,24 @@ Every way to load an adapter reaches `remap_state_dict_for_load`, PEFT's per-met
 
 `adapter_config.json` is read by PEFT's `PeftConfigMixin.from_json_file` on every path; `install()` wraps it too, so a
 file that is not JSON, names no or an unknown `peft_type`, or holds invalid bottleneck settings fails with the file
-name and the field instead of a bare `JSONDecodeError` or `KeyError`.
+name and the field instead of a bare `JSONDecodeError` or `KeyError`. transformers finds and reads the file itself
+first (`find_adapter_config_file`, then `json.load`) in `from_pretrained(adapter_dir)`, `pipeline(model=adapter_dir)`
+and `load_adapter`; `install()` wraps that finder so the file it finds goes through the same checks.
+
+The base model those transformers paths load for a bottleneck adapter gets the load report of any checkpoint loaded
+into another architecture: the head the adapter brings MISSING, CLIP's text tower or a pooler UNEXPECTED. The finder
+notes which base is about to be loaded for an adapter, and that base's report becomes one line (`load_report.py`);
+anything unexpected beyond that stays a warning, and loading errors are transformers' own.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
+import os
 import re
+from contextvars import ContextVar
 from functools import partial, wraps
 from typing import Any
 
@@ -30,7 +40,10 @@ from peft.tuners.tuners_utils import _remove_adapter_name_from_state_dict_key
 from safetensors.torch import load_file
 from torch import nn
 
+from .heads import HEAD_NAMES
 from .legacy import has_keys_0_1_0, translate_keys_0_1_0
+from .load_report import report_base_load
+from .peft_type import BOTTLENECK_PEFT_TYPE
 
 PEFT_PREFIX = "base_model.model."
 _ADAPTER_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+?)\.bottleneck_(?P<site>[a-z_]+)\.")
@@ -254,6 +267,7 @@ def _strict_load_adapter(load_adapter: Any) -> Any:
             return load_adapter(self, peft_model_id, adapter_name, *args, **kwargs)
         finally:
             self.__dict__.pop("_load_pretrained_model", None)
+            _LOADING_BASE_FOR.set(None)  # the base is loaded by now
 
     wrapper._hf_vit_adapter_strict = True
     return wrapper
@@ -308,8 +322,73 @@ def _checked_config(cls: type, path: str, loaded: Any) -> dict:
     return loaded
 
 
+# transformers' own reading of `adapter_config.json`, and the load report of the base it then loads.
+
+# The modules that import transformers' `find_adapter_config_file` by name, each calling it through its own reference.
+_CONFIG_FINDERS = (
+    "transformers.models.auto.auto_factory",  # AutoModel*.from_pretrained(adapter_dir)
+    "transformers.pipelines",  # pipeline(model=adapter_dir)
+    "transformers.integrations.peft",  # <ModelClass>.from_pretrained(adapter_dir), load_adapter
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class _BaseForAdapter:
+    """A base model about to be loaded for a bottleneck adapter: the names its load report may give it, and the size
+    of the head the adapter brings (None: it brings none)."""
+
+    names: frozenset[str]
+    num_labels: int | None
+
+
+_LOADING_BASE_FOR: ContextVar[_BaseForAdapter | None] = ContextVar("hf_vit_adapter_base_for", default=None)
+
+
+def _checked_config_finder(find: Any) -> Any:
+    @wraps(find)
+    def wrapper(model_id: str, *args: Any, **kwargs: Any) -> str | None:
+        path = find(model_id, *args, **kwargs)
+        if path is not None and os.path.isfile(path):
+            settings = PeftConfigMixin.from_json_file(path)  # a file that is not a valid config is named here
+            if settings.get("peft_type") == BOTTLENECK_PEFT_TYPE:
+                _LOADING_BASE_FOR.set(_base_for(model_id, settings))
+        return path
+
+    wrapper._hf_vit_adapter_strict = True
+    return wrapper
+
+
+def _base_for(model_id: str, settings: dict) -> _BaseForAdapter:
+    names = {str(model_id), str(settings.get("base_model_name_or_path"))}
+    brings_head = any(name in HEAD_NAMES for name in settings.get("modules_to_save") or ())
+    id2label = settings.get("id2label") or {}
+    return _BaseForAdapter(frozenset(names), len(id2label) if brings_head and id2label else None)
+
+
+def _adapter_aware_report(log_state_dict_report: Any) -> Any:
+    @wraps(log_state_dict_report)
+    def wrapper(
+        model: nn.Module, pretrained_model_name_or_path: str, ignore_mismatched_sizes: bool, loading_info, logger=None
+    ):
+        expected = _LOADING_BASE_FOR.get()
+        trouble = loading_info.error_msgs or loading_info.conversion_errors or loading_info.mismatched_keys
+        if expected is None or str(pretrained_model_name_or_path) not in expected.names or trouble:
+            return log_state_dict_report(
+                model, pretrained_model_name_or_path, ignore_mismatched_sizes, loading_info, logger
+            )
+        _LOADING_BASE_FOR.set(None)
+        info = {"missing_keys": loading_info.missing_keys, "unexpected_keys": loading_info.unexpected_keys}
+        report_base_load(str(pretrained_model_name_or_path), info, expected.num_labels, head_from_adapter=True)
+        return None
+
+    wrapper._hf_vit_adapter_strict = True
+    return wrapper
+
+
 def install() -> None:
-    """Route transformers' `load_adapter` and PEFT's config reading through the checks above (idempotent)."""
+    """Route transformers' `load_adapter`, its reading of `adapter_config.json` and PEFT's config reading through the
+    checks above, and shorten the load report of a base loaded for an adapter (idempotent)."""
+    from transformers import modeling_utils
     from transformers.integrations.peft import PeftAdapterMixin
 
     if not getattr(PeftAdapterMixin.load_adapter, "_hf_vit_adapter_strict", False):
@@ -317,3 +396,8 @@ def install() -> None:
     reader = PeftConfigMixin.__dict__["from_json_file"]
     if not getattr(reader.__func__, "_hf_vit_adapter_strict", False):
         PeftConfigMixin.from_json_file = _checked_config_reader(reader.__func__)
+    for module in map(importlib.import_module, _CONFIG_FINDERS):
+        if not getattr(module.find_adapter_config_file, "_hf_vit_adapter_strict", False):
+            module.find_adapter_config_file = _checked_config_finder(module.find_adapter_config_file)
+    if not getattr(modeling_utils.log_state_dict_report, "_hf_vit_adapter_strict", False):
+        modeling_utils.log_state_dict_report = _adapter_aware_report(modeling_utils.log_state_dict_report)

@@ -19,6 +19,7 @@ Files of hf-vit-adapter 0.1.0 (`<module>.bottleneck_down.weight`) are translated
 
 from __future__ import annotations
 
+import copy
 import inspect
 import re
 import typing
@@ -46,7 +47,7 @@ from .heads import (
 from .layer import _NO_MERGE_MESSAGE, AdapterLayer, AdapterWrapper
 from .loading import remap_state_dict_for_load, remove_adapter_name_from_key
 from .sites import PARALLEL_PLACEMENTS
-from .targets import BLOCK_LAYOUTS, block_layout_for, target_modules_for
+from .targets import BLOCK_LAYOUTS, block_layout_for, block_numbers, target_modules_for
 
 DEFAULT_LAYERS_PATTERN = ("layers", "layer", "blocks", "h")
 # Adapter names that would be confused with parts of the saved keys, or with the base model in mixed batches.
@@ -140,14 +141,29 @@ class AdapterModel(BaseTuner):
         if id2label:
             set_labels(self.model, id2label)
 
-    @staticmethod
-    def _check_target_module_exists(peft_config: AdapterConfig, key: str) -> Any:
-        found = check_target_module_exists(peft_config, key)
+    def _check_target_module_exists(self, peft_config: AdapterConfig, key: str) -> Any:
+        """PEFT's matching of `target_modules`, with `layers_to_transform` counting the blocks of a known model as
+        `adapter_sites` does (Swin: across its stages); with `layers_pattern`, or on other models, the index within
+        the named block list, as in PEFT."""
         layers = peft_config.layers_to_transform
+        number = self._block_number(key) if layers is not None and not peft_config.layers_pattern else None
+        if number is not None:
+            found = check_target_module_exists(_without_layer_filter(peft_config), key)
+            return found if not found else number in ([layers] if isinstance(layers, int) else layers)
+        found = check_target_module_exists(peft_config, key)
         if not found or layers is None or not isinstance(peft_config.target_modules, str):
             return found  # PEFT applies layers_to_transform itself for lists of names
         index = _block_index(key, peft_config.layers_pattern)
         return index is not None and index in ([layers] if isinstance(layers, int) else layers)
+
+    def _block_number(self, key: str) -> int | None:
+        """The number of the known model's block that is, or holds, the module `key` (None outside the blocks)."""
+        layout = BLOCK_LAYOUTS.get(self.get_model_config(self.model).get("model_type") or "")
+        numbers = block_numbers(self.model, layout) if layout is not None else {}
+        name = key
+        while name and name not in numbers:
+            name = name.rpartition(".")[0]
+        return numbers.get(name)
 
     def _create_and_replace(
         self,
@@ -246,6 +262,13 @@ class AdapterModel(BaseTuner):
         finally:
             for handle in handles:
                 handle.remove()
+
+
+def _without_layer_filter(config: AdapterConfig) -> AdapterConfig:
+    """A shallow copy of `config` without `layers_to_transform`, for PEFT's target matching alone."""
+    unfiltered = copy.copy(config)
+    unfiltered.layers_to_transform = None
+    return unfiltered
 
 
 def _batch_size(args: tuple, kwargs: dict) -> int | None:

@@ -21,10 +21,11 @@ known family use two module-level sites on the module they name: `module_output`
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from torch import nn
+
+from .targets import BlockLayout, block_numbers
 
 BLOCK_SITES = ("attention_output", "ffn_output", "ffn_parallel", "ffn_parallel_ln", "block_output")
 MODULE_SITES = ("module_output", "module_parallel")
@@ -66,22 +67,25 @@ def adapter_sites(model: nn.Module, adapter_name: str = "default") -> dict[tuple
     `(block index, site name)`.
 
     The block index counts the model's transformer blocks in module order from 0 (Swin: across all stages, so block
-    `M` of stage `N` comes after every block of the earlier stages). Site names are those of `BLOCK_SITES`; adapters on
-    explicitly named non-block modules are not listed. Writing into `down`, `up` and `scale` (under `torch.no_grad()`)
-    sets the adapter's weights, which is how converters place weights from other libraries.
+    `M` of stage `N` comes after every block of the earlier stages), as `layers_to_transform` does
+    (`targets.block_numbers`). Site names are those of `BLOCK_SITES`; adapters on explicitly named non-block modules
+    are not listed. Writing into `down`, `up` and `scale` (under `torch.no_grad()`) sets the adapter's weights, which
+    is how converters place weights from other libraries.
     """
     from .layer import AdapterLayer  # the layer imports this module's names
 
-    named = dict(model.named_modules())
     sites: dict[tuple[int, str], Site] = {}
-    for name, module in named.items():
+    numbers: dict[BlockLayout, dict[str, int]] = {}
+    for name, module in model.named_modules():
         layout = getattr(module, "block_layout", None)
         if not isinstance(module, AdapterLayer) or layout is None:
             continue
-        blocks = [key for key in named if re.fullmatch(layout.blocks, key)]
+        if layout not in numbers:
+            numbers[layout] = block_numbers(model, layout)
+        number = numbers[layout][name]
         for site in BLOCK_SITES:
             bottlenecks = getattr(module, f"bottleneck_{site}")
             if adapter_name in bottlenecks:
                 bottleneck = bottlenecks[adapter_name]
-                sites[(blocks.index(name), site)] = Site(bottleneck.down, bottleneck.up, bottleneck.scale)
+                sites[(number, site)] = Site(bottleneck.down, bottleneck.up, bottleneck.scale)
     return sites

@@ -77,6 +77,14 @@ def target_modules_for(model_type: str | None, model: nn.Module | None = None) -
     return layout.blocks
 
 
+def block_numbers(model: nn.Module, layout: BlockLayout) -> dict[str, int]:
+    """The names of `model`'s blocks of `layout`, numbered in module order from 0: Swin's across all its stages, so
+    block `M` of stage `N` comes after every block of the earlier stages. `adapter_sites` and `layers_to_transform`
+    count blocks this way."""
+    names = [name for name, _ in model.named_modules() if re.fullmatch(layout.blocks, name)]
+    return {name: index for index, name in enumerate(names)}
+
+
 def block_layout_for(model_type: str | None, module_name: str) -> BlockLayout | None:
     """The layout when `module_name` is one of the blocks of a known `model_type`, else None."""
     layout = BLOCK_LAYOUTS.get(model_type or "")

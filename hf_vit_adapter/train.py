@@ -23,6 +23,8 @@ import datasets
 import transformers
 from transformers import TrainingArguments, enable_full_determinism, set_seed
 
+from .config import AdapterConfig
+from .stochastic_depth import add_backbone_drop_path
 from .training.arguments import PROG, AdapterArguments, DataTrainingArguments, ModelArguments, parse_args
 from .training.checkpoints import check_checkpoint_labels, check_checkpoint_matches, resolve_checkpoint
 from .training.columns import (
@@ -107,7 +109,9 @@ def train(
         check_output_dir(output_dir, overwrite=training_args.overwrite_output_dir, resuming=continues)
         model_args.model_name_or_path = resolve_base(model_args.model_name_or_path or DEFAULT_BASE)
         image_processor = load_image_processor(model_args)
-        settings = check_adapter_fits(load_model_config(model_args), adapter_args, image_geometry(image_processor))
+        settings = check_adapter_fits(
+            load_model_config(model_args), adapter_args, image_geometry(image_processor), model_args.backbone_drop_path
+        )
         if checkpoint is not None:
             check_checkpoint_matches(checkpoint, settings)
     else:
@@ -147,6 +151,8 @@ def train(
         set_seed(training_args.seed)
     if training_args.do_train:
         model = add_adapter(load_backbone(model_args, id2label), adapter_args, model_args.base_model_id)
+        if model_args.backbone_drop_path > 0:
+            add_backbone_drop_path(model, model_args.backbone_drop_path)
     else:
         model = load_trained_adapter(adapter_source, trained_adapter, model_args)
     if training_args.should_log:
@@ -317,7 +323,7 @@ def save_run(
         base_model=model_args.base_model_id or model_args.model_name_or_path,
         dataset_name=data_args.dataset_name,
         metrics=metrics,
-        hyperparameters=hyperparameters(adapter_args, training_args),
+        hyperparameters=hyperparameters(trainer.model.peft_config["default"], adapter_args, model_args, training_args),
         id2label=id2label,
         license=model_args.license,
         model_name=Path(output_dir).resolve().name,
@@ -359,15 +365,25 @@ def push(output_dir: str, target: PushTarget, training_args: TrainingArguments, 
     print(f"Pushed the adapter to {target.url}")
 
 
-def hyperparameters(adapter_args: AdapterArguments, training_args: TrainingArguments) -> dict[str, Any]:
-    """The settings that shaped the adapter, for the model card."""
+def hyperparameters(
+    adapter_config: AdapterConfig,
+    adapter_args: AdapterArguments,
+    model_args: ModelArguments,
+    training_args: TrainingArguments,
+) -> dict[str, Any]:
+    """The settings that shaped the adapter, for the model card: the adapter's as the run built it (a preset's values
+    and the flags given on top), and the training settings."""
     precision = "bf16" if training_args.bf16 else "fp16" if training_args.fp16 else "fp32"
     return {
-        "bottleneck_size": adapter_args.bottleneck_size,
-        "placement": adapter_args.placement,
-        "non_linearity": adapter_args.non_linearity,
-        "scaling": adapter_args.scaling,
-        "adapter_dropout": adapter_args.adapter_dropout,
+        "adapter_preset": adapter_args.adapter_preset or "none",
+        "bottleneck_size": adapter_config.bottleneck_size,
+        "placement": adapter_config.placement,
+        "non_linearity": adapter_config.non_linearity,
+        "scaling": adapter_config.scaling,
+        "adapter_dropout": adapter_config.dropout,
+        "adapter_drop_path": adapter_config.drop_path,
+        "init_weights": adapter_config.init_weights,
+        "backbone_drop_path": model_args.backbone_drop_path,
         "learning_rate": training_args.learning_rate,
         "train_batch_size": training_args.per_device_train_batch_size,
         "total_train_batch_size": training_args.per_device_train_batch_size

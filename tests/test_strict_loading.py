@@ -197,6 +197,11 @@ def test_an_adapter_config_that_is_not_json_is_named(files, tmp_path):
         PeftConfig.from_pretrained(adapter)
     with pytest.raises(ValueError, match=r"adapter_config.json is not valid JSON"):
         _peft_model_from_pretrained(adapter, files["base2"])
+    # transformers reads the file itself (`find_adapter_config_file`, then `json.load`) before PEFT sees it
+    for entry_point in (_auto_model, _pipeline):
+        with pytest.raises(ValueError) as error:
+            entry_point(adapter, files["base2"])
+        assert str(error.value).startswith(f"{adapter / 'adapter_config.json'} is not valid JSON (Expecting")
 
 
 @pytest.mark.parametrize("case", ["houlsby", "pfeiffer", "parallel", "explicit_fc2"])

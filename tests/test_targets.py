@@ -162,6 +162,32 @@ def test_layers_to_transform(placement):
     assert {index for index, _ in adapter_sites(model)} == {1}
 
 
+@pytest.mark.parametrize(
+    ("layers", "targets", "expected"),
+    [
+        # SWIN: stage 0 holds blocks 0 and 1, stage 1 holds block 2; layers_to_transform counts as adapter_sites does
+        ([1], None, ["swin.encoder.layers.0.blocks.1"]),
+        (2, None, ["swin.encoder.layers.1.blocks.0"]),
+        ([0, 2], ["fc2"], ["swin.encoder.layers.0.blocks.0.mlp.fc2", "swin.encoder.layers.1.blocks.0.mlp.fc2"]),
+    ],
+)
+def test_layers_to_transform_on_swin_counts_blocks_across_stages(layers, targets, expected):
+    config = AdapterConfig(bottleneck_size=2, placement="pfeiffer", layers_to_transform=layers, target_modules=targets)
+    torch.manual_seed(0)
+    model = get_peft_model(T.SwinForImageClassification(T.SwinConfig(**SWIN, num_labels=3)), config)
+    assert sorted(model.base_model.targeted_module_names) == expected
+    if targets is None:
+        assert {index for index, _ in adapter_sites(model)} == ({layers} if isinstance(layers, int) else set(layers))
+    assert model(pixel_values=pixel_values()).logits.shape == (2, 3)
+
+
+def test_layers_pattern_numbers_within_the_named_list():
+    """PEFT's meaning, kept when `layers_pattern` is given: on Swin, `layers` are its stages."""
+    config = AdapterConfig(bottleneck_size=2, layers_to_transform=[1], layers_pattern="layers")
+    model = get_peft_model(T.SwinModel(T.SwinConfig(**SWIN)), config)
+    assert model.base_model.targeted_module_names == ["encoder.layers.1.blocks.0"]
+
+
 def test_target_matching_nothing_fails_loudly():
     with pytest.raises(ValueError, match="No modules were targeted"):
         get_peft_model(tiny_vit(), AdapterConfig(bottleneck_size=2, target_modules=["no_such_module"]))

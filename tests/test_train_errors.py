@@ -255,6 +255,8 @@ def test_a_checkpoint_of_another_adapter_or_other_classes_is_refused(capsys, wor
     fails_with(capsys, args, "holds another adapter (bottleneck_size 4 there, 8 here)")
     args = run_args(workspace, "o", train_dir=NOWHERE, placement="ffn", resume_from_checkpoint=checkpoint)
     fails_with(capsys, args, "placement 'houlsby' there, 'ffn' here")
+    args = run_args(workspace, "o", train_dir=NOWHERE, adapter_drop_path="0.1", resume_from_checkpoint=checkpoint)
+    fails_with(capsys, args, "holds another adapter (drop_path 0.0 there, 0.1 here)")
     other = make_image_folder(workspace / "other_classes", per_class=2, classes={"cat": (0, 0, 0), "dog": (9, 9, 9)})
     args = run_args(workspace, "o", train_dir=str(other), resume_from_checkpoint=checkpoint)
     fails_with(capsys, args, "was trained on other classes (3: blue, green, red...) than this dataset has (2)")

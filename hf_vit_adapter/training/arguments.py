@@ -14,13 +14,13 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.integrations import get_available_reporting_integrations
 
-from ..config import PLACEMENTS, AdapterConfig
+from ..config import PLACEMENTS, SCALING_MODES, AdapterConfig
 from .errors import InputError
 
 CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
@@ -58,46 +58,133 @@ class ModelArguments:
             "help": "Trained adapter to evaluate with --do_train false: a folder or a Hub id. Default: --output_dir."
         },
     )
+    backbone_drop_path: float = field(
+        default=0.0,
+        metadata={
+            "help": "Stochastic depth on the frozen backbone's attention and MLP branches in training, rising "
+            "linearly over the blocks from 0 to this rate (Adapter+ trains with 0.1). ViT, DeiT, DINOv2, CLIP, "
+            "SigLIP, BEiT and Data2Vec-vision."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        if isinstance(self.backbone_drop_path, bool) or not 0.0 <= self.backbone_drop_path < 1.0:
+            raise InputError(f"--backbone_drop_path must be in [0, 1), got {self.backbone_drop_path}.")
+
+
+ADAPTER_PRESETS = {"adapter_plus": AdapterConfig.adapter_plus}
+_DEFAULT = AdapterConfig()
+_ADAPTER_PLUS = AdapterConfig.adapter_plus()
+
+
+def _default(name: str) -> str:
+    """`Default: 64 (adapter_plus: 8).`: AdapterConfig's default, and the preset's when it differs."""
+    value, preset = getattr(_DEFAULT, name), getattr(_ADAPTER_PLUS, name)
+    shown = str(value).lower() if isinstance(value, bool) else value
+    return f"Default: {shown}" + (f" (adapter_plus: {preset})." if preset != value else ".")
 
 
 @dataclass
 class AdapterArguments:
-    """Settings of the bottleneck adapter, mapped one to one onto `AdapterConfig`."""
+    """Settings of the bottleneck adapter, mapped one to one onto `AdapterConfig`.
 
-    bottleneck_size: int = field(default=64, metadata={"help": "Width of the bottleneck (the seed's adapter_length)."})
-    placement: str = field(default="houlsby", metadata={"help": f"Where adapters go in each block: {PLACEMENTS}."})
-    non_linearity: str = field(default="gelu", metadata={"help": "Activation in the bottleneck, a key of ACT2FN."})
-    scaling: float = field(default=1.0, metadata={"help": "Factor on the adapter output."})
-    adapter_dropout: float = field(default=0.0, metadata={"help": "Dropout probability inside the adapter."})
-    init_weights: str = field(
-        default="true",
-        metadata={"help": "'true' (adapter starts as identity), 'houlsby', 'bert' or 'false'."},
+    A flag that is not given (None) takes the value of `--adapter_preset` when there is one, else `AdapterConfig`'s
+    default; a given flag (also from a config file) always wins, so `to_adapter_config()` is what the run really uses.
+    """
+
+    adapter_preset: Literal["adapter_plus"] | None = field(
+        default=None,
+        metadata={
+            "help": "Start from a named adapter: adapter_plus (Adapter+, Steitz & Roth 2024: pfeiffer placement, "
+            "bottleneck 8, gelu, per-channel learned scaling, houlsby init, adapter drop-path 0.1). Adapter flags "
+            "given as well override the preset's values."
+        },
+    )
+    bottleneck_size: int | None = field(
+        default=None,
+        metadata={"help": f"Width of the bottleneck (the seed's adapter_length). {_default('bottleneck_size')}"},
+    )
+    placement: str | None = field(
+        default=None, metadata={"help": f"Where adapters go in each block: {PLACEMENTS}. {_default('placement')}"}
+    )
+    non_linearity: str | None = field(
+        default=None, metadata={"help": f"Activation in the bottleneck, a key of ACT2FN. {_default('non_linearity')}"}
+    )
+    scaling: str | None = field(
+        default=None,
+        metadata={
+            "help": "Factor on the adapter output: a number, 'learned' (one trainable scalar per adapter) or "
+            f"'channel' (one trainable value per channel). {_default('scaling')}"
+        },
+    )
+    adapter_dropout: float | None = field(
+        default=None, metadata={"help": f"Dropout probability inside the adapter. {_default('dropout')}"}
+    )
+    adapter_drop_path: float | None = field(
+        default=None,
+        metadata={
+            "help": "Per-sample stochastic depth on the adapter branch, in training only. " + _default("drop_path")
+        },
+    )
+    init_weights: str | None = field(
+        default=None,
+        metadata={
+            "help": "'true' (adapter starts as identity), 'houlsby', 'bert' or 'false'. " + _default("init_weights")
+        },
     )
     target_modules: list[str] | None = field(
         default=None, metadata={"help": "Module names to adapt. Default: resolved from the model type and placement."}
     )
     layers_to_transform: list[int] | None = field(
-        default=None, metadata={"help": "Indices of the blocks to adapt. Default: every block."}
+        default=None,
+        metadata={
+            "help": "Indices of the blocks to adapt, counted across the model (Swin: across its stages). "
+            "Default: every block."
+        },
     )
 
     def __post_init__(self) -> None:
+        if self.scaling is not None:
+            self.scaling = _scaling(self.scaling)  # a flag's text, a config file's number: the same value
         self.to_adapter_config()  # a bad adapter flag fails at parse time, before any data is loaded
 
     def to_adapter_config(self) -> AdapterConfig:
-        init = {"true": True, "false": False}.get(self.init_weights.lower(), self.init_weights.lower())
+        """The adapter this run trains: the preset (or AdapterConfig's defaults) with every given flag on top."""
+        given = {name: getattr(self, flag) for flag, name in _CONFIG_FIELDS.items() if getattr(self, flag) is not None}
+        if isinstance(given.get("init_weights"), str):
+            text = given["init_weights"].lower()
+            given["init_weights"] = {"true": True, "false": False}.get(text, text)
+        if self.adapter_preset is not None and self.adapter_preset not in ADAPTER_PRESETS:  # from a config file
+            raise InputError(f"--adapter_preset must be one of {list(ADAPTER_PRESETS)}, got {self.adapter_preset!r}.")
+        build = ADAPTER_PRESETS[self.adapter_preset] if self.adapter_preset is not None else AdapterConfig
         try:
-            return AdapterConfig(
-                bottleneck_size=self.bottleneck_size,
-                placement=self.placement,
-                non_linearity=self.non_linearity,
-                scaling=self.scaling,
-                dropout=self.adapter_dropout,
-                init_weights=init,
-                target_modules=self.target_modules,
-                layers_to_transform=self.layers_to_transform,
-            )
+            return build(**given)
         except (ValueError, TypeError) as error:
             raise InputError(str(error)) from None
+
+
+# AdapterArguments' flags and the AdapterConfig fields they set.
+_CONFIG_FIELDS = {
+    "bottleneck_size": "bottleneck_size",
+    "placement": "placement",
+    "non_linearity": "non_linearity",
+    "scaling": "scaling",
+    "adapter_dropout": "dropout",
+    "adapter_drop_path": "drop_path",
+    "init_weights": "init_weights",
+    "target_modules": "target_modules",
+    "layers_to_transform": "layers_to_transform",
+}
+
+
+def _scaling(value: Any) -> Any:
+    """`--scaling 0.5` arrives as text: a number, or 'learned' / 'channel' as they are (AdapterConfig checks them)."""
+    if not isinstance(value, str) or value in SCALING_MODES:
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise InputError(f"--scaling must be a number, 'learned' or 'channel', got {value!r}.") from None
 
 
 @dataclass

@@ -32,9 +32,12 @@ MATCHING_SETTINGS = (
     "non_linearity",
     "scaling",
     "dropout",
+    "drop_path",
     "target_modules",
     "layers_to_transform",
 )
+# Settings that checkpoints of hf-vit-adapter 0.1.0 do not record, with the value those adapters had.
+_ADDED_SINCE_0_1_0 = {"drop_path": 0.0}
 _CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 
 
@@ -101,7 +104,7 @@ def resolve_checkpoint(requested: str | None, output_dir: str) -> Path | None:
 
 def check_checkpoint_matches(checkpoint: Path, adapter_settings: dict[str, Any]) -> None:
     """Refuse a checkpoint whose adapter differs from the one this run builds (`adapter_settings`: its config)."""
-    saved = _read_json(checkpoint / CONFIG_NAME) or {}
+    saved = {**_ADDED_SINCE_0_1_0, **(_read_json(checkpoint / CONFIG_NAME) or {})}
     differences = [
         f"{name} {_comparable(saved.get(name))!r} there, {_comparable(adapter_settings.get(name))!r} here"
         for name in MATCHING_SETTINGS

@@ -28,16 +28,13 @@ from transformers import (
 from transformers.utils import logging as transformers_logging
 
 from .. import AdapterConfig  # noqa: F401 - importing the package registers the adapter method with PEFT
-from ..heads import HEAD_NAMES
+from ..load_report import report_base_load
+from ..stochastic_depth import add_backbone_drop_path
 from .arguments import AdapterArguments, ModelArguments
 from .errors import InputError
 from .transforms import ImageGeometry
 
 logger = logging.getLogger(__name__)
-
-# Weights of a checkpoint that an image classifier built from it does not use: CLIP's text tower and projections, and
-# the pooler of checkpoints saved without a head (e.g. google/vit-base-patch16-224-in21k).
-_UNUSED_PARTS = ("text_model.", "text_projection.", "visual_projection.", "logit_scale", "pooler.")
 
 
 def _hub_kwargs(model_args: ModelArguments) -> dict:
@@ -78,9 +75,11 @@ def _classifier_class(config: PretrainedConfig) -> type:
     return CLIPForImageClassification if config.model_type == "clip" else AutoModelForImageClassification
 
 
-def check_adapter_fits(config: PretrainedConfig, adapter_args: AdapterArguments, geometry: ImageGeometry) -> dict:
-    """Put the adapter on a weightless model of `config` and run it forward once; return the adapter's settings as
-    the method resolves them (e.g. `target_modules`), for comparing with a checkpoint's."""
+def check_adapter_fits(
+    config: PretrainedConfig, adapter_args: AdapterArguments, geometry: ImageGeometry, backbone_drop_path: float = 0.0
+) -> dict:
+    """Put the adapter (and the backbone drop-path) on a weightless model of `config` and run it forward once; return
+    the adapter's settings as the method resolves them (e.g. `target_modules`), for comparing with a checkpoint's."""
     model_class = _classifier_class(config)
     pixel_values = torch.empty(1, 3, *geometry.crop, device="meta")
     with torch.device("meta"), _quiet_transformers():
@@ -102,6 +101,11 @@ def check_adapter_fits(config: PretrainedConfig, adapter_args: AdapterArguments,
                 skeleton = get_peft_model(skeleton, adapter_config)
         except (ValueError, TypeError) as error:
             raise InputError(f"The adapter does not fit {config.model_type}: {_first_line(error)}") from None
+        if backbone_drop_path > 0:
+            try:
+                add_backbone_drop_path(skeleton, backbone_drop_path)
+            except ValueError as error:
+                raise InputError(f"--backbone_drop_path {backbone_drop_path}: {error}") from None
         if runs_on_meta:
             try:
                 skeleton(pixel_values=pixel_values)
@@ -138,7 +142,7 @@ def load_backbone(
             )
     except (OSError, ValueError) as error:
         raise InputError(f"Cannot load model {name}: {_first_line(error)}") from None
-    _report_loading(name, info, len(id2label), head_from_adapter)
+    report_base_load(name, info, len(id2label), head_from_adapter)
     return model
 
 
@@ -201,31 +205,8 @@ def _quiet_peft():
         yield
 
 
-def _report_loading(name: str, info: dict, num_labels: int, head_from_adapter: bool) -> None:
-    """One line for what was expected (a new head, unused weights), a warning naming anything else."""
-    missing = set(info.get("missing_keys") or ()) | {key for key, *_ in info.get("mismatched_keys") or ()}
-    unexpected = set(info.get("unexpected_keys") or ())
-    new_head = {key for key in missing if key.split(".")[0] in HEAD_NAMES}
-    unused = {key for key in unexpected if any(f".{part}" in f".{key}" for part in _UNUSED_PARTS)}
-    surprises = sorted(missing - new_head) + sorted(unexpected - unused)
-    if surprises:
-        logger.warning(
-            f"Loading {name}: {len(surprises)} weights were not where the model expects them (e.g. "
-            f"{', '.join(surprises[:3])}); is this the checkpoint you meant?"
-        )
-    notes = []
-    if new_head:
-        role = "its weights come from the adapter" if head_from_adapter else "it is trained with the adapter"
-        notes.append(f"a new {num_labels}-way classification head ({role})")
-    if unused:
-        notes.append(f"{len(unused)} checkpoint weights the classifier does not use (text tower, pooler)")
-    if notes:
-        log = logger.info if head_from_adapter else logger.warning
-        log(f"Loaded {name} with {' and '.join(notes)}, as expected.")
-
-
 def _adapter_flags(adapter_args: AdapterArguments) -> str:
-    flags = f"--placement {adapter_args.placement}"
+    flags = f"--placement {adapter_args.to_adapter_config().placement}"
     if adapter_args.target_modules:
         flags += f" --target_modules {' '.join(adapter_args.target_modules)}"
     return flags

@@ -19,6 +19,7 @@ from transformers import Trainer, TrainerCallback, TrainerControl, TrainerState,
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_callback import ExportableState
 
+from ..sites import SCALE_PARAMETER_NAME
 from .errors import TrainingDiverged
 
 
@@ -81,8 +82,8 @@ class AugmentationEpoch(TrainerCallback):
 
 
 class AdapterTrainer(Trainer):
-    """`Trainer` that records the run's loss (`loss_record`), stops on divergence, and leaves no pickle behind: its
-    arguments go to `training_args.json`, not `training_args.bin`."""
+    """`Trainer` that records the run's loss (`loss_record`), stops on divergence, keeps learned adapter scales out
+    of weight decay, and leaves no pickle behind: its arguments go to `training_args.json`, not `training_args.bin`."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -90,6 +91,15 @@ class AdapterTrainer(Trainer):
         self.add_callback(self.loss_record)
         if hasattr(self.train_dataset, "set_epoch"):
             self.add_callback(AugmentationEpoch(self.train_dataset))
+
+    def get_decay_parameter_names(self, model: torch.nn.Module) -> list[str]:
+        """Trainer's (no decay for biases and LayerNorm weights), without the learned adapter scales: as in
+        Adapter+, a scale that decays towards 0 would switch its adapter off."""
+        return [
+            name
+            for name in super().get_decay_parameter_names(model)
+            if name.rsplit(".", 1)[-1] != SCALE_PARAMETER_NAME
+        ]
 
     def training_step(self, model: torch.nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None):
         loss = super().training_step(model, inputs, num_items_in_batch)
