@@ -23,7 +23,6 @@ from transformers import (
     ViTModel,
     pipeline,
 )
-from transformers.utils import logging as transformers_logging
 
 from hf_vit_adapter import AdapterConfig
 
@@ -59,25 +58,6 @@ def adapters(tmp_path_factory) -> dict[str, Path]:
         "clip": _adapter_on(root / "clip", root / "clip_adapter", CLIPForImageClassification),
         "broken": _adapter_on(broken, root / "broken_adapter", ViTForImageClassification),
     }
-
-
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture
-def transformers_log():
-    """What transformers logs (its loggers do not propagate to pytest's caplog)."""
-    records = _Records()
-    library_logger = transformers_logging.get_logger("transformers")
-    library_logger.addHandler(records)
-    yield records.messages
-    library_logger.removeHandler(records)
 
 
 def _load(entry_point: str, adapter: Path):

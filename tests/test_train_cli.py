@@ -176,7 +176,7 @@ def test_the_same_seed_gives_the_same_adapter_and_a_local_base_is_recorded_absol
     )
 
 
-def test_base_model_id_is_recorded_and_expected_load_reports_are_one_line(workspace, caplog, capfd):
+def test_base_model_id_is_recorded_and_expected_load_reports_are_one_line(workspace, caplog, transformers_log):
     output_dir = workspace / "with_base_id"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -186,7 +186,7 @@ def test_base_model_id_is_recorded_and_expected_load_reports_are_one_line(worksp
     card = (output_dir / "README.md").read_text()
     assert "base_model: org/tiny-vit" in card and "https://huggingface.co/org/tiny-vit" in card
     assert not [str(warning.message) for warning in caught if "pin_memory" in str(warning.message)]
-    assert "LOAD REPORT" not in capfd.readouterr().err
+    assert not [message for message in transformers_log if "LOAD REPORT" in message]
     loaded = [record.getMessage() for record in caplog.records if "Loaded" in record.getMessage()]
     head = "a new 3-way classification head (it is trained with the adapter)"
     assert loaded == [f"Loaded {workspace / 'backbone'} with {head}, as expected."]
