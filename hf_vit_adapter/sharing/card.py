@@ -116,8 +116,9 @@ def write_model_card(
         formula=formula,
         bottleneck_size=config.bottleneck_size,
         non_linearity=config.non_linearity,
-        scaling=config.scaling,
+        scaling=describe_scaling(config.scaling),
         dropout=config.dropout,
+        drop_path=config.drop_path,
         adapted_modules=counts["adapted_modules"],
         trainable_params=f"{counts['trainable']:,}",
         adapter_params=f"{counts['adapter']:,}",
@@ -132,6 +133,15 @@ def write_model_card(
     output_dir.mkdir(parents=True, exist_ok=True)
     card.save(output_dir / "README.md")
     return card
+
+
+def describe_scaling(scaling: float | str) -> str:
+    """The scaling `s` in words: a fixed number, or the trainable scale of `scaling="learned"` / `"channel"`."""
+    if scaling == "learned":
+        return "`s` a trainable scalar per adapter (initialised to 1)"
+    if scaling == "channel":
+        return "`s` a trainable per-channel vector (initialised to 1; Adapter+'s channel-wise scaling)"
+    return f"`s = {scaling}`"
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
