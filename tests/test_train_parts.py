@@ -225,6 +225,31 @@ def test_validation_is_carved_from_train_and_samples_are_capped():
     assert (len(train), evaluation["label"]) == (100, [1, 2])
 
 
+def test_train_plus_validation_trains_on_both_and_never_evaluates_on_them():
+    dataset = DatasetDict(
+        {
+            "train": Dataset.from_dict({"label": [0, 1, 2]}),
+            "validation": Dataset.from_dict({"label": [3, 4]}),
+            "test": Dataset.from_dict({"label": [5]}),
+        }
+    )
+    joined = DataTrainingArguments(dataset_name="d", train_split_name="train+validation", eval_split_name="test")
+    train, evaluation = select_splits(dataset, joined, 0)
+    assert (list(train["label"]), list(evaluation["label"])) == ([0, 1, 2, 3, 4], [5])
+    # without an evaluation split, the default is no longer "validation": a part of train+validation is held out
+    train, evaluation = select_splits(
+        dataset, DataTrainingArguments(dataset_name="d", train_split_name="train+validation", train_val_split=0.2), 0
+    )
+    assert len(evaluation) == 1 and sorted([*train["label"], *evaluation["label"]]) == [0, 1, 2, 3, 4]
+    overlapping = DataTrainingArguments(
+        dataset_name="d", train_split_name="train+validation", eval_split_name="validation"
+    )
+    with pytest.raises(InputError, match="--eval_split_name validation is also a training split"):
+        select_splits(dataset, overlapping, 0)
+    with pytest.raises(InputError, match="Dataset has no split 'val'; its splits are"):
+        select_splits(dataset, DataTrainingArguments(dataset_name="d", train_split_name="train+val"), 0)
+
+
 @pytest.mark.parametrize("mode", ["1", "L", "LA", "P", "PA", "RGBA", "CMYK", "YCbCr", "I", "I;16", "F"])
 def test_any_image_mode_becomes_rgb(mode: str):
     if mode in ("I", "I;16", "F"):

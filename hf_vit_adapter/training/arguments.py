@@ -197,7 +197,9 @@ class DataTrainingArguments:
     dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration name of the dataset."})
     train_dir: str | None = field(default=None, metadata={"help": "Image folder with the training images."})
     validation_dir: str | None = field(default=None, metadata={"help": "Image folder with the evaluation images."})
-    train_split_name: str = field(default="train", metadata={"help": "Split to train on."})
+    train_split_name: str = field(
+        default="train", metadata={"help": "Split to train on; 'train+validation' trains on both, joined."}
+    )
     eval_split_name: str | None = field(
         default=None,
         metadata={

@@ -8,7 +8,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
+from datasets import ClassLabel, Dataset, DatasetDict, concatenate_datasets, load_dataset
 from PIL import Image as PILImage
 
 from .arguments import DataTrainingArguments
@@ -54,16 +54,25 @@ def _holds_images(folder: str) -> bool:
 def select_splits(
     dataset: DatasetDict, data_args: DataTrainingArguments, seed: int, label_column: str | None = None
 ) -> tuple[Dataset | None, Dataset | None]:
-    """The train split, and the evaluation split (carved from train with `--train_val_split` when missing)."""
-    train_name = data_args.train_split_name
-    if train_name not in dataset:
-        raise InputError(f"Dataset has no split {train_name!r}; its splits are {list(dataset)}.")
-    train = dataset[train_name]
+    """The train split (`"train+validation"` joins splits, as in `datasets`), and the evaluation split (carved from
+    train with `--train_val_split` when missing)."""
+    train_names = data_args.train_split_name.split("+")
+    for name in [*train_names, data_args.eval_split_name]:
+        if name is not None and name not in dataset:
+            raise InputError(f"Dataset has no split {name!r}; its splits are {list(dataset)}.")
+    train = (
+        dataset[train_names[0]]
+        if len(train_names) == 1
+        else concatenate_datasets([dataset[name] for name in train_names])
+    )
     eval_name = data_args.eval_split_name
-    if eval_name is not None and eval_name not in dataset:
-        raise InputError(f"Dataset has no split {eval_name!r}; its splits are {list(dataset)}.")
-    if eval_name is None and "validation" in dataset:
+    if eval_name is None and "validation" in dataset and "validation" not in train_names:
         eval_name = "validation"
+    if eval_name in train_names:
+        raise InputError(
+            f"--eval_split_name {eval_name} is also a training split (--train_split_name "
+            f"{data_args.train_split_name}); evaluate on a split the adapter does not train on."
+        )
     evaluation = dataset[eval_name] if eval_name is not None else None
     if evaluation is None and data_args.train_val_split > 0 and len(train) > 1:
         train, evaluation = carve_validation(train, data_args.train_val_split, seed, label_column)
