@@ -45,6 +45,8 @@ def markdown(results: dict[str, Any]) -> str:
         "AdamW step over every weight can put a measured ratio below it. Trainable parameters include the "
         f"classification head ({results['num_labels']} classes); % is of the untuned model's parameters.",
     ]
+    if settings.get("quick"):
+        lines += ["", "**A smoke test, not a measurement:** a tiny ViT and a few repeats; the timings mean nothing."]
     for arch in results["architectures"]:
         lines += [
             "",

@@ -7,7 +7,8 @@ top-1 accuracy beside the seed's published numbers.
     python benchmarks/reproduce_seed.py --collect-only           # only (re)build the table from finished runs
 
 Each recipe is `examples/<dataset>_<backbone>.json`, run as `python -m hf_vit_adapter.train <recipe>`; its result is
-`eval_accuracy` in `<output_dir>/all_results.json`. Writes `<out>/seed_reproduction.{md,json}`.
+`eval_accuracy` in `<output_dir>/all_results.json`. Writes `<out>/seed_reproduction.{md,json}`. Recipes of other
+adapters (`examples/adapter-plus_*.json`, which set `adapter_preset`) are not part of the seed's table.
 """
 
 from __future__ import annotations
@@ -101,13 +102,21 @@ def _backbone_of(stem: str, settings: dict[str, Any]) -> str:
     return CLIP if "clip" in text else VIT
 
 
+def is_seed_recipe(settings: dict[str, Any]) -> bool:
+    """A seed recipe trains the seed's own adapter; recipes of other adapters (`adapter_preset`, e.g. the Adapter+
+    recipes `examples/adapter-plus_*.json`) have other reference numbers and are run with the CLI directly."""
+    return not settings.get("adapter_preset")
+
+
 def find_recipes(examples: Path, only: list[str] | None = None) -> list[Recipe]:
     """The seed recipes in `examples`, in the seed table's order; `only` keeps file names containing a filter."""
     recipes = []
     for path in sorted(examples.glob("*.json")):
         settings = json.loads(path.read_text())
         dataset = _dataset_of(path.stem, settings)
-        if dataset is None or (only and not any(word.lower() in path.stem.lower() for word in only)):
+        if dataset is None or not is_seed_recipe(settings):
+            continue
+        if only and not any(word.lower() in path.stem.lower() for word in only):
             continue
         recipes.append(Recipe(path, dataset, _backbone_of(path.stem, settings), settings))
     order = list(SEED_ACCURACY)

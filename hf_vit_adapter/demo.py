@@ -75,6 +75,7 @@ def training_flags(backbone: str, train: Path, validation: Path, output_dir: Pat
         "use_cpu": True,
         "dataloader_num_workers": 0,
         "seed": 0,
+        "overwrite_output_dir": True,  # the demo owns its workdir: a second run replaces the first
     }
     return [item for key, value in flags.items() for item in (f"--{key}", str(value))]
 
@@ -118,7 +119,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     import torch
     from transformers import pipeline
 
-    from .train import main as train_main
+    from .train import train as run_training
+    from .training.arguments import parse_args
 
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(1)  # the demo's matrices are tiny: a second thread costs more than it brings
@@ -129,7 +131,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     print(f"Backbone: {PRETRAINED_BACKBONE} (a tiny ViT pretrained on fractals only; see its README.md)")
 
     # Flags given on the command line come last, so they win over the demo's.
-    metrics = train_main(training_flags(PRETRAINED_BACKBONE, train, validation, output_dir) + extra_flags)
+    flags = training_flags(PRETRAINED_BACKBONE, train, validation, output_dir) + extra_flags
+    metrics = run_training(*parse_args(flags))
     probe_accuracy, probe_parameters = linear_probe(PRETRAINED_BACKBONE, train, validation)
     metrics["linear_probe_accuracy"] = probe_accuracy
 

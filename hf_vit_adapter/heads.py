@@ -14,6 +14,26 @@ from torch import nn
 HEAD_NAMES = ("classifier", "cls_classifier", "distillation_classifier")
 
 
+class AdapterHead(ModulesToSaveWrapper):
+    """PEFT's wrapper of a saved classification head, whose saved keys the adapter's own load hook translates.
+
+    PEFT translates `modules_to_save` keys before the per-method hook runs and fails with a bare `KeyError` when the
+    file lacks the head; handing the head's keys to `loading.remap_state_dict_for_load` lets a missing head be
+    reported like any other weight that does not fit. (PEFT's `get_base_model_state_dict` then counts the head
+    copies as base weights.)
+    """
+
+    def adapter_state_dict_load_map(self, adapter_name: str) -> dict[str, str]:
+        return {}
+
+    def saved_keys(self, adapter_name: str) -> dict[str, str]:
+        """Keys of this head in a saved file (relative to the wrapper) -> keys in the model."""
+        if adapter_name not in self._adapters:
+            return {}
+        head = self.modules_to_save[adapter_name]
+        return {key: f"modules_to_save.{adapter_name}.{key}" for key in head.state_dict()}
+
+
 def classification_head_names(model: nn.Module) -> list[str]:
     """Names of the `nn.Linear` classification heads directly under `model`, e.g. `["classifier"]`."""
     return [

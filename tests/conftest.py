@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -119,3 +120,22 @@ def tiny_base_repo(hub: Hub, tmp_path_factory: pytest.TempPathFactory) -> tuple[
     HfApi().create_repo(repo_id)
     HfApi().upload_folder(folder_path=folder, repo_id=repo_id, commit_message="tiny base model")
     return repo_id, folder
+
+
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def transformers_log():
+    """What transformers logs (its loggers do not propagate to pytest's caplog)."""
+    records = _Records()
+    library_logger = logging.getLogger("transformers")
+    library_logger.addHandler(records)
+    yield records.messages
+    library_logger.removeHandler(records)

@@ -13,6 +13,10 @@ speaks the subset of the Hub's HTTP API that `huggingface_hub` (2.x, with `HF_HU
   `X-Linked-Size` for LFS files and `Range` support. A missing file answers 404 with `X-Error-Code: EntryNotFound`,
   which transformers relies on to tell "no such file" from "no such repo".
 
+Like the Hub, it answers 401 to a missing or wrong token where one is needed, and 403 to writes (creating a repo,
+uploading, committing) in a namespace that is neither the token's user (`tester`) nor one of its organisations
+(`tester-org`).
+
 Everything lives in memory in a `HubState` that tests can inspect (files, commits, privacy, requests seen).
 It is a test fixture, not a Hub implementation: no Xet, no pull requests, no pagination, no branches but `main`.
 """
@@ -32,6 +36,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import yaml
 
 USER = "tester"
+ORGS = ("tester-org",)  # organisations the token's user may write to
 MAIN = "main"
 TYPE_PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 # Stored through LFS like the Hub's default .gitattributes does; anything else above 10 MB too.
@@ -248,7 +253,13 @@ class _HubHandler(BaseHTTPRequestHandler):
             raise _HubError(404, "Repository not found", code="RepoNotFound")
         if write:
             self._require_auth()
+            self._require_namespace(repo_id.split("/")[0], repo_type)
         return repo
+
+    def _require_namespace(self, namespace: str, repo_type: str) -> None:
+        if namespace not in (USER, *ORGS):
+            message = f'You don\'t have the rights to create a {repo_type} under the namespace "{namespace}"'
+            raise _HubError(403, message)
 
     def _get_commit(self, repo: Repo, revision: str) -> Commit:
         commit = repo.commit_at(revision)
@@ -316,7 +327,7 @@ class _HubHandler(BaseHTTPRequestHandler):
                 "name": USER,
                 "fullname": "Test User",
                 "email": None,
-                "orgs": [],
+                "orgs": [{"name": org, "type": "org", "roleInOrg": "write"} for org in ORGS],
                 "auth": {"type": "access_token", "accessToken": {"displayName": "tests", "role": "write"}},
             }
         )
@@ -325,6 +336,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         self._require_auth()
         payload = json.loads(self.body or b"{}")
         repo_type = payload.get("type") or "model"
+        self._require_namespace(payload.get("organization") or USER, repo_type)
         repo_id = f"{payload.get('organization') or USER}/{payload['name']}"
         url = f"{self.base_url}/{TYPE_PREFIXES[repo_type]}{repo_id}"
         with self.state.lock:

@@ -23,14 +23,29 @@ LAYERS, WIDTH = 2, 64  # the quick model's depth and width
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("speed")
-    subprocess.run(
+    result = subprocess.run(
         [sys.executable, "benchmarks/speed.py", "--quick", "--out", str(out)],
         cwd=ROOT,
         check=True,
         capture_output=True,
+        text=True,
         timeout=300,
     )
+    assert "Quick run: a tiny ViT and a few repeats, a smoke test" in result.stdout.strip().splitlines()[-1]
     return json.loads((out / "speed-quick.json").read_text()), out
+
+
+def test_quick_runs_write_outside_the_committed_results() -> None:
+    """`python benchmarks/speed.py --quick` as the README shows it must leave the checkout clean."""
+    spec = importlib.util.spec_from_file_location("speed_cli", ROOT / "benchmarks" / "speed.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.parse_args(["--quick"]).out == Path("benchmarks/results-quick")
+    assert module.parse_args([]).out == Path("benchmarks/results")
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    ignored = subprocess.run(["git", "check-ignore", "-q", "benchmarks/results-quick/speed-quick.json"], cwd=ROOT)
+    assert ignored.returncode == 0
 
 
 def _rows(results: dict, table: str) -> dict[str, dict]:
@@ -43,6 +58,7 @@ def test_quick_run_writes_json_markdown_and_png(quick_run: tuple[dict, Path]) ->
     markdown = (out / "speed-quick.md").read_text()
     assert "| adapter houlsby b16 |" in markdown and "| LoRA r8 (q,v) |" in markdown
     assert results["settings"]["quick"] is True and results["machine"]["description"]
+    assert "**A smoke test, not a measurement:**" in markdown
     assert [arch["key"] for arch in results["architectures"]] == ["tiny-vit"]
 
 

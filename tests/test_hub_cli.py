@@ -96,6 +96,7 @@ def cli_run(hub: Hub, tiny_base_repo: tuple[str, Path], dataset_repo: str, tmp_p
 
 def test_cli_pushes_only_the_adapter_in_one_commit_to_a_private_repo(hub: Hub, cli_run: dict) -> None:
     repo_id = cli_run["repo_id"]
+    assert f"Pushed the adapter to {hub.url}/{repo_id}\n" in cli_run["output"]
     assert set(hub.files(repo_id)) - {".gitattributes"} == ALLOWED
     assert hub.upload_commits(repo_id) == ["Upload bottleneck adapter"]
     assert hub.state.repo(repo_id).private is True
@@ -155,3 +156,49 @@ def test_cli_hub_token_flag_is_written_nowhere(
     assert hub.token not in result.stdout + result.stderr
     leaking = [p.name for p in (tmp_path / "out").rglob("*") if p.is_file() and hub.token.encode() in p.read_bytes()]
     assert leaking == []
+
+
+def test_cli_push_problems_are_one_line_before_any_data(
+    hub: Hub, tiny_base_repo: tuple[str, Path], tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """A wrong or missing token, someone else's namespace, a malformed id, a local base nobody else could load: each
+    is found before the data (here a folder that does not exist) is read, not after hours of training."""
+    from train_helpers import quick_args
+
+    from hf_vit_adapter.train import main
+
+    def fails_with(flags: dict, fragment: str) -> None:
+        args = quick_args(tiny_base_repo[1], tmp_path / "out", train_dir="/no/such/folder", push_to_hub="true")
+        with pytest.raises(SystemExit) as exit_info:
+            main(args + [item for key, value in flags.items() for item in (f"--{key}", value)])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.count("\n") == 1 and fragment in err, err
+
+    hub_base = {"base_model_id": tiny_base_repo[0]}
+    fails_with({**hub_base, "hub_model_id": "tester/x", "hub_token": "hf_wrong"}, "The Hub rejects the token (401")
+    fails_with({**hub_base, "hub_model_id": "someone-else/x"}, "cannot write to the namespace 'someone-else'")
+    fails_with({**hub_base, "hub_model_id": "tester/a b"}, "--hub_model_id tester/a b is not a valid repo id")
+    fails_with({"hub_model_id": "tester/x"}, "would upload an adapter nobody else can load: pass --base_model_id")
+    assert hub.state.repo("tester/x") is None and hub.state.repo("someone-else/x") is None
+    monkeypatch.delenv("HF_TOKEN")
+    fails_with({**hub_base, "hub_model_id": "tester/x"}, "--push_to_hub needs a Hub token")
+
+
+def test_cli_evaluates_a_pushed_adapter_by_its_hub_id(hub: Hub, cli_run: dict, dataset_repo: str, tmp_path: Path):
+    """`--do_train false --adapter_name_or_path user/repo`: adapter, head, image processor and base from the Hub."""
+    flags = {
+        "adapter_name_or_path": cli_run["repo_id"],
+        "dataset_name": dataset_repo,
+        "output_dir": str(tmp_path / "evaluation"),
+        "do_train": "false",
+        "report_to": "none",
+        "use_cpu": "true",
+        "disable_tqdm": "true",
+    }
+    command = [sys.executable, "-m", "hf_vit_adapter.train", *(x for k, v in flags.items() for x in (f"--{k}", v))]
+    result = subprocess.run(command, env=hub.env(tmp_path / "hf_home"), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    evaluated = json.loads((tmp_path / "evaluation" / "eval_results.json").read_text())
+    trained = json.loads((cli_run["output_dir"] / "eval_results.json").read_text())
+    assert evaluated["eval_accuracy"] == trained["eval_accuracy"]
+    assert evaluated["eval_loss"] == pytest.approx(trained["eval_loss"], rel=1e-5)

@@ -106,3 +106,18 @@ def test_dataset_repos(hub: Hub, repo_name: str) -> None:
     path = hf_hub_download(f"tester/{repo_name}", "data.csv", repo_type="dataset")
     assert Path(path).read_bytes() == b"a,b\n1,2\n"
     assert hub.state.repo(f"tester/{repo_name}") is None  # a dataset, not a model
+
+
+def test_tokens_and_namespaces_are_answered_as_the_hub_does(hub: Hub, repo_name: str) -> None:
+    """401 for a wrong token, 403 for writes in a namespace that is neither the user's nor one of its orgs'."""
+    status, _, _ = request(f"{hub.url}/api/whoami-v2", headers={"Authorization": "Bearer hf_wrong"})
+    assert status == 401
+    with pytest.raises(HfHubHTTPError) as error:
+        HfApi().create_repo(f"someone-else/{repo_name}")
+    assert error.value.response.status_code == 403
+    assert HfApi().whoami()["orgs"][0]["name"] == "tester-org"
+    HfApi().create_repo(f"tester-org/{repo_name}")
+    hub.state.create_repo("model", f"someone-else/{repo_name}", private=False)
+    with pytest.raises(HfHubHTTPError) as error:
+        HfApi().upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=f"someone-else/{repo_name}")
+    assert error.value.response.status_code == 403

@@ -159,3 +159,17 @@ def test_packaged_template_is_model_cards_template() -> None:
         "model_cards/adapter_card.md and hf_vit_adapter/sharing/templates/adapter_card.md differ: "
         "cp model_cards/adapter_card.md hf_vit_adapter/sharing/templates/adapter_card.md"
     )
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"scaling": "channel", "drop_path": 0.1}, "`s` a trainable per-channel vector"),
+        ({"scaling": "learned"}, "`s` a trainable scalar per adapter"),
+    ],
+)
+def test_card_describes_trainable_scales_and_drop_path(tmp_path: Path, config: dict, expected: str) -> None:
+    card = card_for(tmp_path, adapter_model("pfeiffer", **config))
+    formula_line = next(line for line in card.text.splitlines() if line.startswith("- **Formula:**"))
+    assert expected in formula_line and "s = " not in formula_line
+    assert ("drop-path 0.1 on the adapter's output" in formula_line) == ("drop_path" in config)

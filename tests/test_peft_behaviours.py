@@ -9,10 +9,10 @@ import torch
 from peft import AutoPeftModel, PeftConfig, PeftModel, get_peft_model
 from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors.torch import load_file
-from tiny_models import pixel_values, tiny_vit
+from tiny_models import one_thread, pixel_values, tiny_vit  # noqa: F401
 from transformers import ViTForImageClassification
 
-from hf_vit_adapter import AdapterConfig
+from hf_vit_adapter import AdapterConfig, adapter_sites
 
 D, R, BLOCKS, LABELS = 32, 4, 2, 3
 
@@ -157,15 +157,20 @@ def test_merge_is_refused_and_unload_returns_the_base():
         assert torch.equal(unloaded(pixel_values=x).logits, expected)
 
 
-@pytest.mark.parametrize("placement", ["houlsby", "pfeiffer"])
-def test_gradient_checkpointing_gives_the_same_gradients(placement):
+@pytest.mark.parametrize(
+    ("placement", "reentrant"), [("houlsby", False), ("pfeiffer", False), ("parallel", False), ("parallel", True)]
+)
+def test_gradient_checkpointing_gives_the_same_gradients(placement, reentrant):
+    """`parallel` stashes the stream before the FFN's LayerNorm and uses it at the block output: both must happen in
+    the checkpointed run, or the reentrant variant (whose first pass runs without grad) loses gradients."""
     grads = []
     for checkpointing in (False, True):
         model = _adapted(placement)
         if checkpointing:
-            model.base_model.model.gradient_checkpointing_enable()
+            model.base_model.model.gradient_checkpointing_enable({"use_reentrant": reentrant})
         model.train()
-        model(pixel_values=pixel_values(), labels=torch.tensor([1, 2])).loss.backward()
+        x = pixel_values().requires_grad_(reentrant)  # the reentrant checkpoint needs an input that requires grad
+        model(pixel_values=x, labels=torch.tensor([1, 2])).loss.backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
     assert grads[0].keys() == grads[1].keys()
     for name in grads[0]:
@@ -173,8 +178,12 @@ def test_gradient_checkpointing_gives_the_same_gradients(placement):
 
 
 def test_torch_compile_matches_eager():
-    """Inductor (the default backend) for inference and for a training step."""
-    model = _adapted("pfeiffer").eval()
+    """Inductor (the default backend) for inference and for a training step, on a block holding two placements."""
+    model = _adapted("pfeiffer")
+    model.add_adapter("side", AdapterConfig(bottleneck_size=R, placement="parallel"))
+    _randomised(model, "side", seed=2)
+    model.set_adapter("side")
+    model.eval()
     x, labels = pixel_values(), torch.tensor([0, 1])
     compiled = torch.compile(model)
     with torch.no_grad():
@@ -202,7 +211,7 @@ def test_half_precision_base_models(dtype):
     torch.testing.assert_close(logits.float(), expected, rtol=0.05, atol=0.05)
 
     fresh = get_peft_model(tiny_vit().to(dtype), AdapterConfig(bottleneck_size=R)).train()
-    up = fresh.base_model.model.vit.layers[0].mlp.fc2.bottleneck_up["default"].weight
+    up = adapter_sites(fresh)[(0, "ffn_output")].up.weight
     assert up.dtype == torch.float32  # PEFT keeps trainable adapter weights in float32 for stable training
     loss = fresh(pixel_values=x.to(dtype), labels=torch.tensor([0, 1])).loss
     loss.backward()

@@ -37,6 +37,8 @@ def test_torchrun_two_processes(tmp_path: Path):
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-4000:]
     assert "Process rank: 0, world size: 2" in log and "Process rank: 1, world size: 2" in log
+    # every trainable parameter (adapters, head) takes part in each step; the CLI tells DDP so: no search, no warning
+    assert "find_unused_parameters" not in log
     # 24 images, 2 processes x 4 per step -> 3 optimizer steps per epoch (a single process would take 6)
     assert read_json(output_dir / "trainer_state.json")["global_step"] == 6
     assert "eval_accuracy" in read_json(output_dir / "eval_results.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import transformers as T
 
@@ -18,6 +19,8 @@ TINY = dict(
 DINOV2 = dict(
     hidden_size=32, num_hidden_layers=2, num_attention_heads=2, mlp_ratio=1, image_size=IMAGE_SIZE, patch_size=4
 )
+# Swin: two stages (2 blocks, then 1), so blocks sit at `encoder.layers.N.blocks.M` with two widths (16, 32).
+SWIN = dict(image_size=IMAGE_SIZE, patch_size=4, embed_dim=16, depths=[2, 1], num_heads=[2, 2], window_size=4)
 _TEXT = dict(
     hidden_size=32,
     num_hidden_layers=1,
@@ -28,6 +31,16 @@ _TEXT = dict(
     eos_token_id=1,
     pad_token_id=1,
 )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matrices run faster on one thread, and much faster when other processes share the cores. Import it into
+    a test module (`from tiny_models import one_thread`) to use it there."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def vit_config(**overrides) -> T.ViTConfig:
@@ -63,4 +76,8 @@ def family_models() -> dict[str, torch.nn.Module]:
         "CLIPForImageClassification": T.CLIPForImageClassification(clip),
         "SiglipVisionModel": T.SiglipVisionModel(T.SiglipVisionConfig(**TINY)),
         "SiglipForImageClassification": T.SiglipForImageClassification(siglip),
+        "SwinForImageClassification": T.SwinForImageClassification(T.SwinConfig(**SWIN, num_labels=3)),
+        "Swinv2Model": T.Swinv2Model(T.Swinv2Config(**SWIN)),
+        "BeitForImageClassification": T.BeitForImageClassification(T.BeitConfig(**TINY, num_labels=3)),
+        "Data2VecVisionModel": T.Data2VecVisionModel(T.Data2VecVisionConfig(**TINY)),
     }

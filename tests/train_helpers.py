@@ -89,6 +89,14 @@ def quick_args(model: Path, output_dir: Path, **overrides) -> list[str]:
     return [item for key, value in flags.items() if value is not None for item in (f"--{key}", value)]
 
 
+def train_run(args: list[str]) -> dict[str, float]:
+    """Run the CLI in this process and return its metrics (`main` itself returns nothing: its exit code says)."""
+    from hf_vit_adapter.train import train
+    from hf_vit_adapter.training.arguments import parse_args
+
+    return train(*parse_args(args))
+
+
 def offline_env(tmp_path: Path) -> dict[str, str]:
     """Environment for subprocesses: no Hub, caches inside the test's folder."""
     env = dict(os.environ)

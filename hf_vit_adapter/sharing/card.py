@@ -18,6 +18,7 @@ from huggingface_hub.utils import get_token
 from torch import nn
 
 from ..config import AdapterConfig
+from ..layer import AdapterLayer
 from ..model import AdapterModel
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ logger = logging.getLogger(__name__)
 TEMPLATE_PATH = Path(__file__).parent / "templates" / "adapter_card.md"
 TASK = "image-classification"
 
-# How each placement changes a transformer block; `h` is the adapted module's output, `x` the FFN input.
+# How each placement changes a transformer block; `h` is the adapted module's output, `x` the stream or FFN input.
 PLACEMENT_FORMULAS: dict[str, tuple[str, str]] = {
     "houlsby": (
         "after the attention output projection and after the FFN output projection of every block "
@@ -41,7 +42,13 @@ PLACEMENT_FORMULAS: dict[str, tuple[str, str]] = {
         "x ← x + s · up(act(down(x)))",
     ),
     "parallel": (
-        "beside the FFN, reading the FFN input (one adapter per block, AdaptFormer, He et al. 2022)",
+        "beside the FFN, reading the block's stream before the FFN's LayerNorm (one adapter per block, "
+        "AdaptFormer, He et al. 2022)",
+        "x ← x + FFN(LN(x)) + s · up(act(down(x)))",
+    ),
+    "parallel_ln": (
+        "beside the FFN, reading the FFN's input after its LayerNorm (one adapter per block; hf-vit-adapter "
+        "0.1.0's `parallel`)",
         "FFN(x) ← FFN(x) + s · up(act(down(x)))",
     ),
 }
@@ -109,8 +116,9 @@ def write_model_card(
         formula=formula,
         bottleneck_size=config.bottleneck_size,
         non_linearity=config.non_linearity,
-        scaling=config.scaling,
+        scaling=describe_scaling(config.scaling),
         dropout=config.dropout,
+        drop_path=config.drop_path,
         adapted_modules=counts["adapted_modules"],
         trainable_params=f"{counts['trainable']:,}",
         adapter_params=f"{counts['adapter']:,}",
@@ -127,6 +135,15 @@ def write_model_card(
     return card
 
 
+def describe_scaling(scaling: float | str) -> str:
+    """The scaling `s` in words: a fixed number, or the trainable scale of `scaling="learned"` / `"channel"`."""
+    if scaling == "learned":
+        return "`s` a trainable scalar per adapter (initialised to 1)"
+    if scaling == "channel":
+        return "`s` a trainable per-channel vector (initialised to 1; Adapter+'s channel-wise scaling)"
+    return f"`s = {scaling}`"
+
+
 def parameter_counts(model: nn.Module) -> dict[str, int]:
     """Parameters of the active adapter (adapters, saved head) and of the frozen base, counted by name.
 
@@ -141,10 +158,11 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
             head += parameter.numel() if f".modules_to_save.{name}." in param_name else 0
         else:
             base += parameter.numel()
-    adapted = sum(
-        1
+    adapted = sum(  # adapter sites: one bottleneck each
+        name in getattr(module, attribute)
         for module in model.modules()
-        if name in getattr(module, "bottleneck_down", {}) and hasattr(module, "base_layer")
+        if isinstance(module, AdapterLayer)
+        for attribute in module.adapter_layer_names
     )
     return {"adapter": adapter, "head": head, "trainable": adapter + head, "base": base, "adapted_modules": adapted}
 

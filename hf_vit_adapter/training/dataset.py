@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import os
+from collections import Counter
 from pathlib import Path
 
-from datasets import Dataset, DatasetDict, load_dataset
+from datasets import ClassLabel, Dataset, DatasetDict, concatenate_datasets, load_dataset
 from PIL import Image as PILImage
 
 from .arguments import DataTrainingArguments
 from .errors import InputError
+
+logger = logging.getLogger(__name__)
 
 
 def load_image_dataset(data_args: DataTrainingArguments, cache_dir: str | None, token: str | None) -> DatasetDict:
@@ -47,25 +52,59 @@ def _holds_images(folder: str) -> bool:
 
 
 def select_splits(
-    dataset: DatasetDict, data_args: DataTrainingArguments, seed: int
+    dataset: DatasetDict, data_args: DataTrainingArguments, seed: int, label_column: str | None = None
 ) -> tuple[Dataset | None, Dataset | None]:
-    """The train split, and the evaluation split (carved from train with `--train_val_split` when missing)."""
-    train_name = data_args.train_split_name
-    if train_name not in dataset:
-        raise InputError(f"Dataset has no split {train_name!r}; its splits are {list(dataset)}.")
-    train = dataset[train_name]
+    """The train split (`"train+validation"` joins splits, as in `datasets`), and the evaluation split (carved from
+    train with `--train_val_split` when missing)."""
+    train_names = data_args.train_split_name.split("+")
+    for name in [*train_names, data_args.eval_split_name]:
+        if name is not None and name not in dataset:
+            raise InputError(f"Dataset has no split {name!r}; its splits are {list(dataset)}.")
+    train = (
+        dataset[train_names[0]]
+        if len(train_names) == 1
+        else concatenate_datasets([dataset[name] for name in train_names])
+    )
     eval_name = data_args.eval_split_name
-    if eval_name is not None and eval_name not in dataset:
-        raise InputError(f"Dataset has no split {eval_name!r}; its splits are {list(dataset)}.")
-    if eval_name is None and "validation" in dataset:
+    if eval_name is None and "validation" in dataset and "validation" not in train_names:
         eval_name = "validation"
+    if eval_name in train_names:
+        raise InputError(
+            f"--eval_split_name {eval_name} is also a training split (--train_split_name "
+            f"{data_args.train_split_name}); evaluate on a split the adapter does not train on."
+        )
     evaluation = dataset[eval_name] if eval_name is not None else None
     if evaluation is None and data_args.train_val_split > 0 and len(train) > 1:
-        parts = train.train_test_split(test_size=data_args.train_val_split, seed=seed)
-        train, evaluation = parts["train"], parts["test"]
+        train, evaluation = carve_validation(train, data_args.train_val_split, seed, label_column)
     if data_args.max_train_samples is not None and len(train) > data_args.max_train_samples:
         train = train.shuffle(seed=seed).select(range(data_args.max_train_samples))
     if evaluation is not None and data_args.max_eval_samples is not None:
         if len(evaluation) > data_args.max_eval_samples:
             evaluation = evaluation.shuffle(seed=seed).select(range(data_args.max_eval_samples))
     return train, evaluation
+
+
+def carve_validation(
+    train: Dataset, fraction: float, seed: int, label_column: str | None = None
+) -> tuple[Dataset, Dataset]:
+    """Hold out `fraction` of `train` for evaluation, stratified by label when every class has two rows or more (and
+    both parts can hold every class), so that no class vanishes from either part."""
+    held_out = math.ceil(fraction * len(train))
+    if held_out >= len(train):
+        raise InputError(
+            f"--train_val_split {fraction} holds out {held_out} of the {len(train)} training rows, leaving none to "
+            "train on. Use a smaller fraction, or pass an evaluation split (--eval_split_name, --validation_dir)."
+        )
+    stratify = None
+    if label_column is not None and isinstance(train.features.get(label_column), ClassLabel):
+        counts = Counter(train[label_column])
+        fits = min(held_out, len(train) - held_out) >= len(counts)
+        if min(counts.values()) >= 2 and fits:
+            stratify = label_column
+        else:
+            logger.info("The validation split is drawn at random: some class has too few rows to stratify by label.")
+    try:
+        parts = train.train_test_split(test_size=fraction, seed=seed, stratify_by_column=stratify)
+    except ValueError as error:
+        raise InputError(f"Cannot hold out --train_val_split {fraction} of train: {error}") from None
+    return parts["train"], parts["test"]

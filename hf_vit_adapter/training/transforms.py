@@ -4,6 +4,12 @@ kornia is a maintained, torchvision-free augmentation library on plain torch ten
 transformers' image-classification example: random resized crop and horizontal flip for training, resize and center
 crop for evaluation, then the processor's mean / std. Sizes follow the processor, so evaluation matches what
 `pipeline("image-classification")` does at inference.
+
+Training images are augmented with randomness drawn from (seed, epoch, index) alone (`SeededAugmentation`), never
+from the global random state. A run is then reproducible whatever the number of dataloader workers, and a run
+resumed from any checkpoint, even mid-epoch, sees the very images the uninterrupted run saw: Trainer skips the
+batches already trained on without loading them, and the dataloader reads one batch ahead of the step it saves at,
+so augmentation that consumed the global random state would drift after a resume.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 import kornia.augmentation as K
 import numpy as np
 import torch
+from datasets import Dataset
 from kornia.utils import image_to_tensor
 from PIL import Image as PILImage
 from transformers import BaseImageProcessor
@@ -86,6 +93,36 @@ def batch_transform(
         }
 
     return transform
+
+
+class SeededAugmentation(torch.utils.data.Dataset):
+    """`dataset`'s images through `augmentation`, each with its own seed made from (seed, epoch, index).
+
+    `set_epoch` is called at the start of every epoch; the epoch lives in shared memory so that persistent
+    dataloader workers see it too.
+    """
+
+    def __init__(
+        self, dataset: Dataset, augmentation: torch.nn.Module, image_column: str, label_column: str, seed: int
+    ) -> None:
+        self.dataset, self.augmentation = dataset, augmentation
+        self.image_column, self.label_column = image_column, label_column
+        self.seed = seed
+        self.epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch.fill_(epoch)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        row = self.dataset[index]
+        seed = np.random.SeedSequence([self.seed % 2**32, int(self.epoch), int(index)]).generate_state(1)[0]
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(int(seed))  # the CPU generator only: CUDA's stays the training's
+            pixel_values = self.augmentation(pil_to_tensor(row[self.image_column]))
+        return {"pixel_values": pixel_values, "labels": row[self.label_column]}
 
 
 def collate(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
