@@ -55,8 +55,10 @@ def markdown(results: dict[str, Any]) -> str:
         f"{settings['warmup']} warm-up, weight decay {settings['weight_decay']}, no augmentation; epochs: "
         + ", ".join(f"{settings['epochs'][r]} ({regime_title(r, settings)})" for r in settings["epochs"])
         + ".  ",
-        f"Learning rate: chosen by validation accuracy with seed {settings['seeds'][0]}, then "
-        f"{seeds} seeds with it; test accuracy is the mean ± standard deviation over the {seeds} seeds.  ",
+        "Learning rate: one per method, chosen by validation accuracy in the "
+        f"{regime_title(settings['tuning_regime'], settings)} regime with seed {settings['seeds'][0]} (the grid is "
+        f"the last column), then used in both regimes with {seeds} seeds; test accuracy is the mean ± standard "
+        f"deviation over the {seeds} seeds.  ",
         f"Machine: {machine['cpu']}, {machine['cpu_count']} CPUs, {settings['workers']} worker process(es) of one "
         f"torch thread; load average {machine['load_average_start']:.2f} at start, "
         f"{machine['load_average_end']:.2f} at end; whole run {machine['wall_s'] / 60:.1f} min"
@@ -73,9 +75,6 @@ def markdown(results: dict[str, Any]) -> str:
             "|---|---:|---:|---:|---:|---:|---|",
         ]
         for row in rows:
-            if row["pending"]:
-                lines.append(f"| {row['method']} | — | — | pending | — | — | not in this package yet |")
-                continue
             lines.append(
                 f"| {row['method']} | {row['trainable_params']:,} | {row['trainable_pct']:.2f} | "
                 f"{_mean_std(row['test_accuracy'], 100)} | {_mean_std(row['train_wall_s'])} | "
@@ -99,11 +98,11 @@ def chart(results: dict[str, Any], path: Path) -> None:
     settings = results["settings"]
     regimes = list(settings["epochs"])
     figure, axes = plt.subplots(1, len(regimes), figsize=(6.5 * len(regimes) + 3.5, 5.5), squeeze=False)
-    names = list(dict.fromkeys(row["method"] for row in results["rows"] if not row["pending"]))
+    names = list(dict.fromkeys(row["method"] for row in results["rows"]))
     colours = {name: plt.get_cmap("tab20")(index % 20) for index, name in enumerate(names)}
     for axis, regime in zip(axes[0], regimes, strict=True):
         for row in results["rows"]:
-            if row["regime"] != regime or row["pending"]:
+            if row["regime"] != regime:
                 continue
             axis.errorbar(
                 row["trainable_params"] * NUDGE.get(row["placement"], 1.0),

@@ -181,7 +181,6 @@ def transfer_quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path
 
 
 def test_transfer_quick_writes_json_markdown_and_png_outside_the_results(transfer_quick: tuple[dict, Path]) -> None:
-    from hf_vit_adapter import AdapterConfig
 
     results, out = transfer_quick
     assert (out / "transfer-quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -203,14 +202,10 @@ def test_transfer_quick_writes_json_markdown_and_png_outside_the_results(transfe
         "Adapter+ b8",
         "adapter houlsby b32, random-init backbone",
     }
-    adapter_plus = rows[("few", "Adapter+ b8")]
-    assert adapter_plus["pending"] is (not hasattr(AdapterConfig, "adapter_plus"))
-    if adapter_plus["pending"]:
-        assert "| Adapter+ b8 | — | — | pending |" in markdown
+    assert "| Adapter+ b8 |" in markdown
     for row in results["rows"]:
-        if not row["pending"]:
-            assert 0.0 <= row["test_accuracy"]["mean"] <= 1.0 and row["train_wall_s"]["mean"] > 0
-            assert row["learning_rate"] in [float(rate) for rate in row["learning_rate_grid"]]
+        assert 0.0 <= row["test_accuracy"]["mean"] <= 1.0 and row["train_wall_s"]["mean"] > 0
+        assert row["learning_rate"] in [float(rate) for rate in row["learning_rate_grid"]]
 
 
 def test_transfer_trainable_parameters_match_an_independent_count(transfer_quick: tuple[dict, Path]) -> None:
@@ -226,6 +221,8 @@ def test_transfer_trainable_parameters_match_an_independent_count(transfer_quick
     assert rows["LoRA r8 (q,v)"]["trainable_params"] == layers * 2 * (2 * d * 8) + head
     per_adapter = lambda r: 2 * d * r + r + d  # noqa: E731
     assert rows["adapter houlsby b8"]["trainable_params"] == 2 * layers * per_adapter(8) + head
+    # Adapter+: one adapter per block after the FFN, with a per-channel scale
+    assert rows["Adapter+ b8"]["trainable_params"] == layers * (per_adapter(8) + d) + head
     assert rows["adapter houlsby b32, random-init backbone"]["trainable_params"] == 2 * layers * per_adapter(32) + head
     assert rows["full fine-tuning"]["trainable_params"] == results["base_params"]
     assert rows["full fine-tuning"]["trainable_pct"] == 100.0
@@ -252,23 +249,30 @@ class _FakeRunner:
         return results
 
 
-def test_transfer_chooses_the_learning_rate_on_validation_then_runs_the_other_seeds_with_it() -> None:
+def test_transfer_chooses_each_learning_rate_once_on_validation_and_runs_every_seed_of_every_regime_with_it() -> None:
     transfer = _load_benchmark_module("transfer")
     tuning = _load_benchmark_module("tuning")
     methods = [tuning.TuningMethod("linear"), tuning.TuningMethod("full"), tuning.TuningMethod("adapter_plus", size=8)]
     settings = transfer.Settings(epochs={"few": 1, "all": 1}, seeds=(0, 1, 2))
-    runner = _FakeRunner({"linear": 3e-3, "full": 1e-4, "adapter_plus": 1e-2})
+    runner = _FakeRunner({"linear": 1e-2, "full": 3e-4, "adapter_plus": 3e-2})
     rows = {(row["regime"], row["method"]): row for row in transfer.benchmark(methods, settings, runner)}
     search, repeats = runner.calls
-    assert all(run.seed == 0 for run in search) and {run.seed for run in repeats} == {1, 2}
-    available = 2 + methods[2].available
-    assert len(search) == 2 * 3 * available and len(repeats) == 2 * 2 * available
+    # the grid: seed 0 in the `all` regime only, three rates per method
+    assert {(run.seed, run.regime) for run in search} == {(0, "all")} and len(search) == 3 * 3
+    # then seeds 1, 2 in `all` (seed 0 is the grid's chosen run) and 0, 1, 2 in `few`, at the chosen rate
+    assert sorted((run.regime, run.seed) for run in repeats if run.method == methods[0]) == [
+        ("all", 1), ("all", 2), ("few", 0), ("few", 1), ("few", 2)
+    ]  # fmt: skip
+    assert len(repeats) == 3 * 5
     for regime in ("few", "all"):
         linear, full = rows[(regime, "linear probe")], rows[(regime, "full fine-tuning")]
-        assert linear["learning_rate"] == 3e-3 and full["learning_rate"] == 1e-4
-        assert list(linear["learning_rate_grid"]) == ["0.001", "0.003", "0.01"]
+        assert linear["learning_rate"] == 1e-2 and full["learning_rate"] == 3e-4
+        assert list(linear["learning_rate_grid"]) == ["0.003", "0.01", "0.03"]
+        assert list(full["learning_rate_grid"]) == ["0.0003", "0.001", "0.003"]
         assert [seed["seed"] for seed in linear["seeds"]] == [0, 1, 2]
         assert linear["test_accuracy"]["mean"] == pytest.approx(0.8)  # 0.9, 0.8, 0.7
         assert linear["test_accuracy"]["std"] == pytest.approx(0.1)  # sample standard deviation
-        assert rows[(regime, "Adapter+ b8")]["pending"] is (not methods[2].available)
-    assert all(run.learning_rate in (3e-3, 1e-4, 1e-2) for run in repeats)
+        assert rows[(regime, "Adapter+ b8")]["learning_rate"] == 3e-2
+    assert all(run.learning_rate in (1e-2, 3e-4, 3e-2) for run in repeats)
+    random_init = tuning.TuningMethod("adapter", "houlsby", 32, random_init=True)
+    assert random_init.learning_rates == (1e-3, 3e-3, 1e-2)
