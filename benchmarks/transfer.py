@@ -9,7 +9,8 @@ drawn from the training pool with each seed) and `all` (the whole training pool)
 chosen once, from a small grid, by validation accuracy in the `all` regime with seed 0, and used in both regimes
 with seeds 0, 1 and 2. Every run has the same epochs, batch size, schedule and weight decay, through `Trainer`. Test
 accuracy is reported as mean ± standard deviation over the seeds; the test split chooses nothing.
-Writes `<out>/transfer[-quick].{json,md,png}`.
+Writes `<out>/transfer[-quick].{json,md,png}`, by default into `benchmarks/results/` (`--quick`: the git-ignored
+`benchmarks/results-quick/`).
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="Runs in parallel, one process and thread each.")
     parser.add_argument("--backbone", default=PRETRAINED_BACKBONE, help="The pretrained model folder.")
     args = parser.parse_args(argv)
-    if args.out is None:
-        args.out = ROOT / "benchmarks" / "results"
+    if args.out is None:  # a smoke test never replaces the committed results
+        args.out = ROOT / "benchmarks" / ("results-quick" if args.quick else "results")
     return args
 
 

@@ -90,10 +90,11 @@ def linear_probe(backbone: str, train: Path, validation: Path) -> tuple[float, i
     import torch
     from PIL import Image
     from sklearn.linear_model import LogisticRegression
-    from transformers import AutoImageProcessor, AutoModel
+    from transformers import AutoImageProcessor, AutoModelForImageClassification
 
     processor = AutoImageProcessor.from_pretrained(backbone)
-    model = AutoModel.from_pretrained(backbone, add_pooling_layer=False).eval()
+    # the backbone without its fractal head: loading it whole and taking `.base_model` avoids a report of unused keys
+    model = AutoModelForImageClassification.from_pretrained(backbone).base_model.eval()
 
     def features(folder: Path) -> tuple[np.ndarray, np.ndarray]:
         paths = sorted(folder.glob("*/*.png"))
