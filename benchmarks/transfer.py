@@ -57,6 +57,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
 FEW_LABELS_PER_CLASS = 10
 BOTTLENECKS = (8, 32)
+# the four placements the table compares; `--placements ... parallel_ln` adds the post-LayerNorm parallel variant
+DEFAULT_PLACEMENTS = ("houlsby", "ffn", "pfeiffer", "parallel")
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=None, help="Output folder (default benchmarks/results).")
     parser.add_argument("--workers", type=int, default=2, help="Runs in parallel, one process and thread each.")
     parser.add_argument("--backbone", default=PRETRAINED_BACKBONE, help="The pretrained model folder.")
+    parser.add_argument(
+        "--placements",
+        nargs="+",
+        choices=PLACEMENTS,
+        default=list(DEFAULT_PLACEMENTS),
+        help="Adapter placements to compare, each at bottleneck 8 and 32 (default: %(default)s).",
+    )
     args = parser.parse_args(argv)
     if args.out is None:  # a smoke test never replaces the committed results
         args.out = ROOT / "benchmarks" / ("results-quick" if args.quick else "results")
@@ -315,7 +324,8 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     settings = settings_for(args.quick)
     command = " ".join(["python", "benchmarks/transfer.py", *(argv if argv is not None else sys.argv[1:])])
     # --quick: one adapter instead of eight, so every kind of method still runs
-    methods = transfer_methods(("houlsby",), (8,)) if args.quick else transfer_methods(tuple(PLACEMENTS), BOTTLENECKS)
+    placements, bottlenecks = (("houlsby",), (8,)) if args.quick else (tuple(args.placements), BOTTLENECKS)
+    methods = transfer_methods(placements, bottlenecks)
     processor = AutoImageProcessor.from_pretrained(args.backbone)
     splits = digit_splits(processor, settings.limit_per_class)
     backbone = backbone_info(str(args.backbone))

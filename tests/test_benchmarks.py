@@ -276,3 +276,11 @@ def test_transfer_chooses_each_learning_rate_once_on_validation_and_runs_every_s
     assert all(run.learning_rate in (1e-2, 3e-4, 3e-2) for run in repeats)
     random_init = tuning.TuningMethod("adapter", "houlsby", 32, random_init=True)
     assert random_init.learning_rates == (1e-3, 3e-3, 1e-2)
+
+
+def test_transfer_compares_the_four_placements_unless_told_otherwise() -> None:
+    transfer = _load_benchmark_module("transfer")
+    assert transfer.parse_args([]).placements == ["houlsby", "ffn", "pfeiffer", "parallel"]
+    assert transfer.parse_args(["--placements", "ffn", "parallel_ln"]).placements == ["ffn", "parallel_ln"]
+    with pytest.raises(SystemExit):
+        transfer.parse_args(["--placements", "sideways"])
