@@ -55,10 +55,10 @@ def markdown(results: dict[str, Any]) -> str:
         f"{settings['warmup']} warm-up, weight decay {settings['weight_decay']}, no augmentation; epochs: "
         + ", ".join(f"{settings['epochs'][r]} ({regime_title(r, settings)})" for r in settings["epochs"])
         + ".  ",
-        "Learning rate: one per method, chosen by validation accuracy in the "
-        f"{regime_title(settings['tuning_regime'], settings)} regime with seed {settings['seeds'][0]} (the grid is "
-        f"the last column), then used in both regimes with {seeds} seeds; test accuracy is the mean ± standard "
-        f"deviation over the {seeds} seeds.  ",
+        "Learning rate: one per method, chosen by validation accuracy after training on "
+        f"{regime_title(settings['tuning_regime'], settings)} with seed {settings['seeds'][0]} (the grid is the last "
+        f"column), then used in both regimes with {seeds} seeds; test accuracy is the mean ± standard deviation over "
+        f"the {seeds} seeds.  ",
         f"Machine: {machine['cpu']}, {machine['cpu_count']} CPUs, {settings['workers']} worker process(es) of one "
         f"torch thread; load average {machine['load_average_start']:.2f} at start, "
         f"{machine['load_average_end']:.2f} at end; whole run {machine['wall_s'] / 60:.1f} min"
