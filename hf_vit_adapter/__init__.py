@@ -12,6 +12,7 @@ from .config import FORMAT_VERSION, PLACEMENTS, SCALING_MODES, AdapterConfig
 from .layer import AdapterLayer, AdapterWrapper
 from .model import AdapterModel
 from .peft_type import BOTTLENECK_PEFT_TYPE, METHOD_NAME
+from .pretrained import PRETRAINED_BACKBONE
 from .sites import BLOCK_SITES, SCALE_PARAMETER_NAME, Site, adapter_sites
 
 __version__ = "0.1.0"
@@ -21,6 +22,7 @@ __all__ = [
     "BOTTLENECK_PEFT_TYPE",
     "FORMAT_VERSION",
     "PLACEMENTS",
+    "PRETRAINED_BACKBONE",
     "SCALE_PARAMETER_NAME",
     "SCALING_MODES",
     "AdapterConfig",

@@ -155,3 +155,132 @@ def test_reproduce_seed_recognises_the_twelve_example_recipes() -> None:
     assert sorted((r.dataset, r.backbone) for r in recipes) == sorted(
         (dataset, backbone) for dataset in module.SEED_ACCURACY for backbone in module.BACKBONES
     )
+
+
+# --- transfer.py: accuracy per trainable parameter on digits, from the shipped pretrained backbone ---------------
+
+
+def _load_benchmark_module(name: str):
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module(f"benchmarks.{name}")
+
+
+@pytest.fixture(scope="module")
+def transfer_quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    import torch
+
+    transfer = _load_benchmark_module("transfer")
+    out = tmp_path_factory.mktemp("transfer")
+    threads = torch.get_num_threads()
+    try:
+        transfer.main(["--quick", "--workers", "1", "--out", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    return json.loads((out / "transfer-quick.json").read_text()), out
+
+
+def test_transfer_quick_writes_json_markdown_and_png_outside_the_results(transfer_quick: tuple[dict, Path]) -> None:
+
+    results, out = transfer_quick
+    assert (out / "transfer-quick.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (ROOT / "benchmarks" / "results" / "transfer-quick.json").exists()
+    markdown = (out / "transfer-quick.md").read_text()
+    assert "### 10 labelled images per class" not in markdown  # --quick: 1 per class
+    assert "### 1 labelled image per class" in markdown and "### all of the training split" in markdown
+    assert "| adapter houlsby b8 |" in markdown and "| LoRA r8 (q,v) |" in markdown
+    assert len(results["package"]["commit"]) == 40 and results["settings"]["quick"] is True
+    assert results["machine"]["runs_cpu_s"] > 0
+    rows = {(row["regime"], row["method"]): row for row in results["rows"]}
+    names = {method for _, method in rows}
+    assert names == {
+        "linear probe",
+        "full fine-tuning",
+        "BitFit (biases + head)",
+        "LoRA r8 (q,v)",
+        "adapter houlsby b8",
+        "Adapter+ b8",
+        "adapter houlsby b32, random-init backbone",
+    }
+    assert "| Adapter+ b8 |" in markdown
+    for row in results["rows"]:
+        assert 0.0 <= row["test_accuracy"]["mean"] <= 1.0 and row["train_wall_s"]["mean"] > 0
+        assert row["learning_rate"] in [float(rate) for rate in row["learning_rate_grid"]]
+
+
+def test_transfer_trainable_parameters_match_an_independent_count(transfer_quick: tuple[dict, Path]) -> None:
+    results, _ = transfer_quick
+    arch = results["backbone"]["architecture"]
+    d, layers = arch["hidden_size"], arch["num_hidden_layers"]
+    head = 10 * d + 10
+    rows = {row["method"]: row for row in results["rows"] if row["regime"] == "all"}
+    assert rows["linear probe"]["trainable_params"] == head
+    # BitFit: per block the q, k, v, output (4d), fc1 (4d), fc2 (d) and two layer-norm (2d) biases; plus the patch
+    # embedding's and the final layer norm's
+    assert rows["BitFit (biases + head)"]["trainable_params"] == layers * 11 * d + 2 * d + head
+    assert rows["LoRA r8 (q,v)"]["trainable_params"] == layers * 2 * (2 * d * 8) + head
+    per_adapter = lambda r: 2 * d * r + r + d  # noqa: E731
+    assert rows["adapter houlsby b8"]["trainable_params"] == 2 * layers * per_adapter(8) + head
+    # Adapter+: one adapter per block after the FFN, with a per-channel scale
+    assert rows["Adapter+ b8"]["trainable_params"] == layers * (per_adapter(8) + d) + head
+    assert rows["adapter houlsby b32, random-init backbone"]["trainable_params"] == 2 * layers * per_adapter(32) + head
+    assert rows["full fine-tuning"]["trainable_params"] == results["base_params"]
+    assert rows["full fine-tuning"]["trainable_pct"] == 100.0
+
+
+class _FakeRunner:
+    """Stands in for the training: validation accuracy is a fixed function of the learning rate and the seed."""
+
+    def __init__(self, best: dict[str, float]):
+        self.best, self.calls = best, []
+
+    def map(self, runs):
+        self.calls.append(list(runs))
+        results = []
+        for run in runs:
+            score = 0.9 if run.learning_rate == self.best[run.method.kind] else 0.5
+            results.append(
+                {
+                    "method": run.method.name, "regime": run.regime, "learning_rate": run.learning_rate,
+                    "seed": run.seed, "validation_accuracy": score, "test_accuracy": score - 0.1 * run.seed,
+                    "trainable_params": 7, "train_images": 3, "train_wall_s": 1.0 + run.seed, "train_cpu_s": 1.0,
+                }
+            )  # fmt: skip
+        return results
+
+
+def test_transfer_chooses_each_learning_rate_once_on_validation_and_runs_every_seed_of_every_regime_with_it() -> None:
+    transfer = _load_benchmark_module("transfer")
+    tuning = _load_benchmark_module("tuning")
+    methods = [tuning.TuningMethod("linear"), tuning.TuningMethod("full"), tuning.TuningMethod("adapter_plus", size=8)]
+    settings = transfer.Settings(epochs={"few": 1, "all": 1}, seeds=(0, 1, 2))
+    runner = _FakeRunner({"linear": 1e-2, "full": 3e-4, "adapter_plus": 3e-2})
+    rows = {(row["regime"], row["method"]): row for row in transfer.benchmark(methods, settings, runner)}
+    search, repeats = runner.calls
+    # the grid: seed 0 in the `all` regime only, three rates per method
+    assert {(run.seed, run.regime) for run in search} == {(0, "all")} and len(search) == 3 * 3
+    # then seeds 1, 2 in `all` (seed 0 is the grid's chosen run) and 0, 1, 2 in `few`, at the chosen rate
+    assert sorted((run.regime, run.seed) for run in repeats if run.method == methods[0]) == [
+        ("all", 1), ("all", 2), ("few", 0), ("few", 1), ("few", 2)
+    ]  # fmt: skip
+    assert len(repeats) == 3 * 5
+    for regime in ("few", "all"):
+        linear, full = rows[(regime, "linear probe")], rows[(regime, "full fine-tuning")]
+        assert linear["learning_rate"] == 1e-2 and full["learning_rate"] == 3e-4
+        assert list(linear["learning_rate_grid"]) == ["0.003", "0.01", "0.03"]
+        assert list(full["learning_rate_grid"]) == ["0.0003", "0.001", "0.003"]
+        assert [seed["seed"] for seed in linear["seeds"]] == [0, 1, 2]
+        assert linear["test_accuracy"]["mean"] == pytest.approx(0.8)  # 0.9, 0.8, 0.7
+        assert linear["test_accuracy"]["std"] == pytest.approx(0.1)  # sample standard deviation
+        assert rows[(regime, "Adapter+ b8")]["learning_rate"] == 3e-2
+    assert all(run.learning_rate in (1e-2, 3e-4, 3e-2) for run in repeats)
+    random_init = tuning.TuningMethod("adapter", "houlsby", 32, random_init=True)
+    assert random_init.learning_rates == (1e-3, 3e-3, 1e-2)
+
+
+def test_transfer_compares_the_four_placements_unless_told_otherwise() -> None:
+    transfer = _load_benchmark_module("transfer")
+    assert transfer.parse_args([]).placements == ["houlsby", "ffn", "pfeiffer", "parallel"]
+    assert transfer.parse_args(["--placements", "ffn", "parallel_ln"]).placements == ["ffn", "parallel_ln"]
+    with pytest.raises(SystemExit):
+        transfer.parse_args(["--placements", "sideways"])
