@@ -208,7 +208,12 @@ class Runner:
             self.pool = ProcessPoolExecutor(
                 workers, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(settings, backbone)
             )
-        else:
+        else:  # in this process: what the worker set-up changes is put back by `close`
+            self._saved = (
+                torch.get_num_threads(),
+                transformers.logging.get_verbosity(),
+                logging.getLogger("peft").level,
+            )
             _start_worker(settings, backbone)
 
     def map(self, runs: list[Run]) -> list[dict[str, Any]]:
@@ -222,6 +227,11 @@ class Runner:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown()
+            return
+        threads, verbosity, peft_level = self._saved
+        torch.set_num_threads(threads)
+        transformers.logging.set_verbosity(verbosity)
+        logging.getLogger("peft").setLevel(peft_level)
 
 
 def benchmark(methods: list[TuningMethod], settings: Settings, runner: Runner) -> list[dict[str, Any]]:

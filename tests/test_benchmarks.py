@@ -172,11 +172,12 @@ def transfer_quick(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path
 
     transfer = _load_benchmark_module("transfer")
     out = tmp_path_factory.mktemp("transfer")
-    threads = torch.get_num_threads()
-    try:
-        transfer.main(["--quick", "--workers", "1", "--out", str(out)])
-    finally:
-        torch.set_num_threads(threads)
+    import transformers
+
+    threads, verbosity = torch.get_num_threads(), transformers.logging.get_verbosity()
+    transfer.main(["--quick", "--workers", "1", "--out", str(out)])
+    # run in this process, the benchmark leaves the process as it found it (later tests read transformers' warnings)
+    assert (torch.get_num_threads(), transformers.logging.get_verbosity()) == (threads, verbosity)
     return json.loads((out / "transfer-quick.json").read_text()), out
 
 
