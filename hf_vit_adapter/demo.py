@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -33,11 +34,16 @@ def digit_image(pixels, size: int = 32):
 
 
 def write_digits(folder: Path, labels_per_class: int) -> tuple[Path, Path]:
-    """Write `train/<digit>/<n>.png` (the first `labels_per_class` of each digit) and `validation/<digit>/<n>.png`."""
+    """Write `train/<digit>/<n>.png` (the first `labels_per_class` of each digit) and `validation/<digit>/<n>.png`.
+
+    Images of an earlier demo run in `folder` go first, so a rerun with fewer labels trains on what it asked for.
+    """
     from sklearn.datasets import load_digits
 
     digits = load_digits()
     train, validation = folder / "train", folder / "validation"
+    for split in (train, validation):
+        shutil.rmtree(split, ignore_errors=True)
     written = dict.fromkeys(range(10), 0)
     for index, (pixels, target) in enumerate(zip(digits.images, digits.target, strict=True)):
         if index % VALIDATION_EVERY == 0:

@@ -34,3 +34,10 @@ def test_demo_trains_on_the_shipped_backbone_beside_a_linear_probe(tmp_path: Pat
     assert "adapter (houlsby, bottleneck 32" in out and "linear probe (frozen backbone, head only)" in out
     predictions = [line.split(":")[0].strip() for line in out.splitlines()[-3:]]
     assert len(predictions) == 3 and all(label in [str(d) for d in range(10)] for label in predictions)
+
+
+def test_a_rerun_with_fewer_labels_trains_on_fewer_images(tmp_path: Path) -> None:
+    demo.write_digits(tmp_path, labels_per_class=3)
+    train, validation = demo.write_digits(tmp_path, labels_per_class=1)
+    assert sorted(path.parent.name for path in train.rglob("*.png")) == [str(d) for d in range(10)]
+    assert len(list(validation.rglob("*.png"))) == 360
